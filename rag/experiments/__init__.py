@@ -1,0 +1,1 @@
+"""Reproducible measurements that chose the project's defaults (run each as ``python -m``)."""

@@ -1,0 +1,217 @@
+"""The offline, evidence-first generator: the answer is made of cited source sentences.
+
+No local language model writes usable Kazakh on two CPU cores, so the default answer is composed
+from the documents themselves. Each sentence of the retrieved chunks is scored for the question
+(dense similarity with precomputed sentence vectors, overlap of Kazakh stems, and answer-type
+cues such as a year for «қашан?»), a few complementary sentences are selected, and each is
+followed by a marker ``[n]`` whose citation holds its exact raw span. Russian and English
+questions get a lead sentence in their language and the Kazakh sentences quoted verbatim in «»:
+there is no offline translation, and an invented one would be worse than none.
+
+When the best sentence is not supported well enough (a threshold calibrated on the question
+set's dev split, see ``rag/experiments/calibrate.py``) the answer says the documents do not hold
+the answer, and the closest passages are still returned.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.index import CorpusIndex
+from rag.lexical import analyze
+from rag.schema import Citation, Hit, Sentence
+
+ABSTAIN = {
+    "kk": "Құжаттарда бұл сұраққа жауап жоқ.",
+    "ru": "В документах нет ответа на этот вопрос.",
+    "en": "The documents do not contain an answer to this question.",
+}
+CLOSEST = {
+    "kk": "Ең жақын үзінділер төменде көрсетілген.",
+    "ru": "Ближайшие фрагменты показаны ниже.",
+    "en": "The closest passages are shown below.",
+}
+LEAD = {
+    "ru": "В документах (на казахском языке) сказано:",
+    "en": "The documents (in Kazakh) say:",
+}
+
+# Answer-type cues: the question word tells what the answer sentence should contain.
+_CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
+    "date": (
+        re.compile(r"\b(қашан|қай жыл|қай күн|когда|в каком году|какого числа|when|what year|what date)", re.I),
+        re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b|"
+                   r"қаңтар|ақпан|наурыз|сәуір|мамыр|маусым|шілде|тамыз|қыркүйек|қазан|қараша|желтоқсан", re.I),
+    ),
+    "number": (
+        re.compile(r"\b(қанша|неше|сколько|how many|how much|what number)", re.I),
+        re.compile(r"\d"),
+    ),
+    "person": (
+        re.compile(r"\b(кім|кімнің|кімге|кімді|кто|кого|кому|who|whom|whose)\b", re.I),
+        re.compile(r"(?<!^)(?<![.!?] )\b[А-ЯӘҒҚҢӨҰҮҺІ][а-яәғқңөұүһі]+(ұлы|қызы|ов|ова|ев|ева|ин|ина|баев|бекова)\b"
+                   r"|\b[А-ЯӘҒҚҢӨҰҮҺІ]\. ?[А-ЯӘҒҚҢӨҰҮҺІ]"),
+    ),
+    "reason": (
+        re.compile(r"\b(неге|не үшін|себебі не|почему|зачем|по какой причине|why)\b", re.I),
+        re.compile(r"себеб|өйткені|сондықтан|себепті|салдар|байланысты|үшін|нәтижесінде", re.I),
+    ),
+}
+
+
+def answer_type(question: str) -> str | None:
+    """The expected answer type (``date``, ``number``, ``person``, ``reason``) or ``None``."""
+    for name, (q_pat, _) in _CUES.items():
+        if q_pat.search(question):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    """A candidate evidence sentence with the signals behind its score."""
+
+    sentence: Sentence
+    hit: Hit
+    vector: np.ndarray
+    dense: float
+    overlap: float
+    cue: float
+    score: float
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Weights of the sentence score and selection limits (tuned on the dev split)."""
+
+    w_dense: float = 1.0
+    w_overlap: float = 0.35
+    w_cue: float = 0.05
+    w_rank: float = 0.03
+    max_sentences: int = 3
+    margin: float = 0.06  # a further sentence must score within this of the best
+    duplicate_cosine: float = 0.93
+    max_answer_chars: int = 900
+    # Default abstention threshold on the best sentence score; calibrated on the dev split.
+    abstain_threshold: float = 0.93
+
+
+def _overlap(q_terms: set[str], s_terms: set[str]) -> float:
+    if not q_terms:
+        return 0.0
+    return len(q_terms & s_terms) / len(q_terms)
+
+
+def score_sentences(
+    question_vec: np.ndarray,
+    question: str,
+    hits: Sequence[Hit],
+    index: CorpusIndex,
+    config: GeneratorConfig,
+    embed: callable | None = None,  # type: ignore[valid-type]
+) -> list[ScoredSentence]:
+    """Score every sentence of the retrieved chunks for the question, best first."""
+    q_terms = set(analyze(question))
+    kind = answer_type(question)
+    cue_pat = _CUES[kind][1] if kind else None
+    seen: set[tuple[str, int, int]] = set()
+    cands: list[tuple[Sentence, Hit, np.ndarray | None]] = []
+    for hit in hits:
+        for s in hit.chunk.sentences:
+            key = (hit.chunk.doc_id, s.start, s.end)
+            if key in seen:
+                continue
+            seen.add(key)
+            cands.append((s, hit, index.sentence_vector(*key)))
+    missing = [i for i, (_, _, v) in enumerate(cands) if v is None]
+    if missing and embed is not None:
+        fresh = embed([cands[i][0].text for i in missing])
+        for i, v in zip(missing, fresh, strict=True):
+            cands[i] = (cands[i][0], cands[i][1], v)
+    out = []
+    for s, hit, vec in cands:
+        if vec is None:
+            continue
+        dense = float(np.dot(question_vec, vec))
+        overlap = _overlap(q_terms, set(analyze(s.text)))
+        cue = 1.0 if cue_pat is not None and cue_pat.search(s.text) else 0.0
+        # Very short sentences («Роза Ақылбекова.») embed close to anything on the topic.
+        short = min(1.0, len(s.text) / 40)
+        score = (
+            config.w_dense * dense * (0.9 + 0.1 * short)
+            + config.w_overlap * overlap
+            + config.w_cue * cue
+            + config.w_rank / math.sqrt(hit.rank)
+        )
+        out.append(ScoredSentence(s, hit, vec, dense, overlap, cue, score))
+    out.sort(key=lambda x: -x.score)
+    return out
+
+
+def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[ScoredSentence]:
+    """Pick up to ``max_sentences`` complementary sentences close to the best score."""
+    if not scored:
+        return []
+    best = scored[0].score
+    chosen: list[ScoredSentence] = []
+    length = 0
+    for cand in scored:
+        if len(chosen) >= config.max_sentences or cand.score < best - config.margin:
+            break
+        if any(float(np.dot(cand.vector, c.vector)) >= config.duplicate_cosine for c in chosen):
+            continue
+        if any(_contains(c.sentence, cand.sentence) for c in chosen):
+            continue
+        if chosen and length + len(cand.sentence.text) > config.max_answer_chars:
+            continue
+        chosen.append(cand)
+        length += len(cand.sentence.text)
+    # Sentences of one document read best in document order; documents by best score.
+    first_pos = {}
+    for i, c in enumerate(chosen):
+        first_pos.setdefault(c.hit.chunk.doc_id, i)
+    chosen.sort(key=lambda c: (first_pos[c.hit.chunk.doc_id], c.sentence.start))
+    return chosen
+
+
+def _contains(a: Sentence, b: Sentence) -> bool:
+    return a.start <= b.start and b.end <= a.end or b.start <= a.start and a.end <= b.end
+
+
+def compose(
+    chosen: Sequence[ScoredSentence], language: str
+) -> tuple[str, tuple[Citation, ...]]:
+    """The answer text with a marker after each sentence, and the citations behind the markers."""
+    citations = []
+    parts = []
+    for n, c in enumerate(chosen, start=1):
+        s = c.sentence
+        citations.append(
+            Citation(
+                marker=n,
+                doc_id=c.hit.chunk.doc_id,
+                title=c.hit.chunk.title,
+                chunk_id=c.hit.chunk.chunk_id,
+                start=s.start,
+                end=s.end,
+                quote=s.text,
+            )
+        )
+        text = s.text.strip()
+        if language == "kk":
+            parts.append(f"{text} [{n}]")
+        else:
+            parts.append(f"«{text.strip('«»')}» [{n}]")
+    if language == "kk":
+        return " ".join(parts), tuple(citations)
+    return LEAD[language] + "\n" + "\n".join(f"- {p}" for p in parts), tuple(citations)
+
+
+def abstain_text(language: str) -> str:
+    """The honest "not in the documents" answer in the asker's language."""
+    return f"{ABSTAIN[language]} {CLOSEST[language]}"

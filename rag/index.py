@@ -1,0 +1,412 @@
+"""The saved index: a self-describing, versioned folder, written atomically.
+
+Layout of an index folder::
+
+    manifest.json          written last; format version, model, dimension, chunking, corpus hash…
+    chunks.jsonl           one chunk record per line (JSON, never pickle)
+    vectors.faiss          FAISS index over the chunk vectors (inner product on unit vectors)
+    vectors.npy            the chunk vectors themselves (embedding cache for incremental builds)
+    sentences.npy          vectors of every chunk sentence (the evidence-first generator uses them)
+    sentences.json         the key (doc_id, start, end) of each sentence row
+    lexical/               the BM25 index (rag/lexical.py)
+
+A build writes everything to a temporary sibling folder and renames it into place, so a crash
+or a kill never leaves a half-written index where the old one was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.chunking import ChunkingConfig, chunk_corpus
+from rag.embedding import Embedder
+from rag.lexical import BM25Index, LexicalConfig
+from rag.schema import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# Below this many chunks an exact flat index is both faster to build and fast enough to search
+# (measured in BENCHMARKS.md: flat search at 50k x 384 takes ~6 ms a query on 2 cores); above it
+# HNSW keeps query latency flat at a small recall cost.
+HNSW_THRESHOLD = 50_000
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+
+
+class IndexUnavailable(RuntimeError):
+    """Base for index problems a user can fix (usually by running ``kazrag index``)."""
+
+
+class IndexMissing(IndexUnavailable):
+    """No complete index in the folder."""
+
+
+class IndexMismatch(IndexUnavailable):
+    """The index was built with other settings than the ones asked for."""
+
+
+@dataclass(frozen=True)
+class SentenceKey:
+    """Identifies a sentence across chunks (overlapping chunks share sentences)."""
+
+    doc_id: str
+    start: int
+    end: int
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("faiss-cpu", "sentence-transformers", "torch", "bm25s", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def corpus_hash(docs: Sequence[Document]) -> str:
+    """A hash of the document ids and their raw bytes: changes when any document changes."""
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda d: d.doc_id):
+        h.update(doc.doc_id.encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(doc.raw.encode()).digest())
+    return h.hexdigest()
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class VectorIndex:
+    """A FAISS index over unit vectors: exact below :data:`HNSW_THRESHOLD`, HNSW above."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.faiss = index
+
+    @property
+    def kind(self) -> str:
+        """``flat`` or ``hnsw``."""
+        return "hnsw" if isinstance(self.faiss, faiss.IndexHNSWFlat) else "flat"
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, kind: str = "auto") -> VectorIndex:
+        """Build from row vectors (already L2-normalised)."""
+        n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
+        if kind == "auto":
+            kind = "hnsw" if n >= HNSW_THRESHOLD else "flat"
+        if kind == "hnsw":
+            index: faiss.Index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        elif kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        else:
+            raise ValueError(f"unknown index kind {kind!r} (auto, flat or hnsw)")
+        if n:
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return cls(index)
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Top-k (row, cosine) per query; FAISS pads short lists with -1, which are dropped."""
+        if self.faiss.ntotal == 0 or k <= 0:
+            return [[] for _ in range(len(queries))]
+        scores, rows = self.faiss.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return [
+            [(int(r), float(s)) for r, s in zip(rr, ss, strict=True) if r >= 0]
+            for rr, ss in zip(rows, scores, strict=True)
+        ]
+
+    def save(self, path: Path) -> None:
+        """Write the FAISS file."""
+        faiss.write_index(self.faiss, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> VectorIndex:
+        """Read a FAISS file."""
+        index = faiss.read_index(str(path))
+        if isinstance(index, faiss.IndexHNSW):
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        return cls(index)
+
+
+@dataclass
+class CorpusIndex:
+    """A loaded index: chunks, their vectors, the FAISS and BM25 indexes, sentence vectors."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    dense: VectorIndex
+    lexical: BM25Index
+    sentence_keys: list[SentenceKey]
+    sentence_vectors: np.ndarray
+    _sentence_rows: dict[SentenceKey, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sentence_rows = {k: i for i, k in enumerate(self.sentence_keys)}
+
+    def sentence_vector(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
+        """The stored vector of a chunk sentence, if the index has it."""
+        row = self._sentence_rows.get(SentenceKey(doc_id, start, end))
+        return None if row is None else self.sentence_vectors[row]
+
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        """Per-document records of the manifest (id, title, sha256, chunk count)."""
+        return list(self.manifest.get("documents", []))
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _embed_cached(
+    texts: Sequence[str],
+    cache: dict[str, np.ndarray],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    dim: int,
+) -> tuple[np.ndarray, int]:
+    """Embed only texts whose vectors are not cached; returns the matrix and how many were new."""
+    keys = [_text_key(t) for t in texts]
+    missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
+    if missing:
+        fresh = embed([t for _, t in missing])
+        for (k, _), v in zip(missing, fresh, strict=True):
+            cache[k] = v
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, k in enumerate(keys):
+        out[i] = cache[k]
+    return out, len(missing)
+
+
+def _old_cache(folder: Path, model: str) -> dict[str, np.ndarray]:
+    """Vectors of a previous index built with the same model, keyed by text hash."""
+    try:
+        manifest = read_manifest(folder)
+        if manifest.get("model") != model:
+            return {}
+        chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        vecs = np.load(folder / "vectors.npy")
+        cache = {_text_key(c.text): v for c, v in zip(chunks, vecs, strict=True)}
+        keys = json.loads((folder / "sentences.json").read_text(encoding="utf-8"))
+        svecs = np.load(folder / "sentences.npy")
+        for (_, _, _, text), v in zip(keys, svecs, strict=True):
+            cache[_text_key(text)] = v
+        return cache
+    except (OSError, ValueError, KeyError, IndexUnavailable):
+        return {}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Read and version-check a manifest; raise :class:`IndexMissing` if there is none."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexMissing(f"no index at {folder} (run `kazrag index --index {folder}`)")
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IndexMissing(f"index manifest {path} is unreadable ({exc}); rebuild it") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index at {folder} has format version {manifest.get('format_version')}, this "
+            f"version of kazrag reads {FORMAT_VERSION}; rebuild it with `kazrag index`"
+        )
+    return manifest
+
+
+def build_index(
+    docs: Sequence[Document],
+    folder: Path,
+    embedder: Embedder,
+    chunking: ChunkingConfig | None = None,
+    lexical: LexicalConfig | None = None,
+    kind: str = "auto",
+    show_progress: bool = False,
+    corpus: Path | None = None,
+) -> CorpusIndex:
+    """Chunk, embed (reusing the previous index's vectors) and save atomically into ``folder``."""
+    t0 = time.perf_counter()
+    chunking = chunking or ChunkingConfig()
+    lexical_cfg = lexical or LexicalConfig()
+    chunks = chunk_corpus(docs, chunking)
+    if not chunks:
+        raise ValueError("the corpus produced no chunks: are the documents empty?")
+    cache = _old_cache(folder, embedder.name)
+    dim = embedder.dim
+    vectors, new_chunks = _embed_cached(
+        [c.text for c in chunks],
+        cache,
+        lambda texts: embedder.embed_passages(texts, show_progress=show_progress),
+        dim,
+    )
+    keys: list[SentenceKey] = []
+    texts: list[str] = []
+    seen: set[SentenceKey] = set()
+    for c in chunks:
+        for s in c.sentences:
+            key = SentenceKey(c.doc_id, s.start, s.end)
+            if key not in seen:
+                seen.add(key)
+                keys.append(key)
+                texts.append(s.text)
+    sentence_vectors, new_sentences = _embed_cached(texts, cache, embedder.embed_passages, dim)
+    dense = VectorIndex.build(vectors, kind)
+    bm25 = BM25Index.build([c.text for c in chunks], lexical_cfg)
+    per_doc: dict[str, int] = {}
+    for c in chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": embedder.name,
+        "dimension": dim,
+        "normalized": True,
+        "metric": "inner_product",
+        "faiss_index": dense.kind,
+        "chunking": chunking.to_json(),
+        "lexical": lexical_cfg.to_json(),
+        "corpus": str(corpus) if corpus else None,
+        "corpus_hash": corpus_hash(docs),
+        "documents": [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "sha256": hashlib.sha256(d.raw.encode()).hexdigest(),
+                "chars": len(d.raw),
+                "chunks": per_doc.get(d.doc_id, 0),
+            }
+            for d in docs
+        ],
+        "n_chunks": len(chunks),
+        "n_sentences": len(keys),
+        "embedded": {"chunks": new_chunks, "sentences": new_sentences},
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "versions": _versions(),
+    }
+    _write_atomically(folder, chunks, vectors, dense, bm25, keys, texts, sentence_vectors, manifest)
+    logger.info(
+        "indexed %d chunks (%d newly embedded) from %d documents in %.1fs",
+        len(chunks), new_chunks, len(docs), time.perf_counter() - t0,
+    )
+    return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)
+
+
+def _write_atomically(
+    folder: Path,
+    chunks: Sequence[Chunk],
+    vectors: np.ndarray,
+    dense: VectorIndex,
+    bm25: BM25Index,
+    keys: Sequence[SentenceKey],
+    texts: Sequence[str],
+    sentence_vectors: np.ndarray,
+    manifest: dict[str, Any],
+) -> None:
+    folder = folder.resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_jsonl(tmp / "chunks.jsonl", [c.to_json() for c in chunks])
+        np.save(tmp / "vectors.npy", vectors)
+        dense.save(tmp / "vectors.faiss")
+        bm25.save(tmp / "lexical")
+        (tmp / "sentences.json").write_text(
+            json.dumps(
+                [[k.doc_id, k.start, k.end, t] for k, t in zip(keys, texts, strict=True)],
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
+        np.save(tmp / "sentences.npy", sentence_vectors)
+        # The manifest goes last: a folder without one is never taken for a complete index.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_manifest(
+    manifest: dict[str, Any],
+    folder: Path,
+    model: str | None = None,
+    chunking: ChunkingConfig | None = None,
+    lexical: LexicalConfig | None = None,
+) -> None:
+    """Raise :class:`IndexMismatch` naming every setting that differs from the index's."""
+    problems = []
+    if model is not None and manifest.get("model") != model:
+        problems.append(f"model: index has {manifest.get('model')!r}, asked for {model!r}")
+    if chunking is not None and manifest.get("chunking") != chunking.to_json():
+        problems.append(
+            f"chunking: index has {manifest.get('chunking')}, asked for {chunking.to_json()}"
+        )
+    if lexical is not None and manifest.get("lexical") != lexical.to_json():
+        problems.append(f"lexical: index has {manifest.get('lexical')}, asked for {lexical.to_json()}")
+    if problems:
+        raise IndexMismatch(
+            f"index at {folder} does not match the settings ("
+            + "; ".join(problems)
+            + "). Rebuild it with `kazrag index`, or point --index at another folder."
+        )
+
+
+def load_index(
+    folder: Path,
+    model: str | None = None,
+    chunking: ChunkingConfig | None = None,
+    lexical: LexicalConfig | None = None,
+) -> CorpusIndex:
+    """Load an index folder, checking its manifest against the expected settings."""
+    manifest = read_manifest(folder)
+    check_manifest(manifest, folder, model, chunking, lexical)
+    try:
+        chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        dense = VectorIndex.load(folder / "vectors.faiss")
+        bm25 = BM25Index.load(folder / "lexical")
+        raw_keys = json.loads((folder / "sentences.json").read_text(encoding="utf-8"))
+        sentence_vectors = np.load(folder / "sentences.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise IndexMissing(f"index at {folder} is damaged ({exc}); rebuild it") from exc
+    keys = [SentenceKey(d, int(s), int(e)) for d, s, e, _ in raw_keys]
+    sizes = {
+        "chunks": len(chunks),
+        "vectors": len(vectors),
+        "faiss": dense.faiss.ntotal,
+        "manifest": manifest.get("n_chunks"),
+    }
+    if len(set(sizes.values())) != 1 or len(keys) != len(sentence_vectors):
+        raise IndexMissing(f"index at {folder} is inconsistent {sizes}; rebuild it")
+    if vectors.ndim != 2 or vectors.shape[1] != manifest.get("dimension"):
+        raise IndexMissing(f"index at {folder} has vectors of the wrong shape; rebuild it")
+    return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)

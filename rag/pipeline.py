@@ -1,0 +1,214 @@
+"""The one way to answer a question: ``answer(question, history, settings) -> Answer``.
+
+The CLI, the HTTP API, the Gradio chat and the evaluation all call :func:`answer` (or
+:func:`stream_answer`, which yields text as it is produced and the same final ``Answer``). The
+heavy objects (embedding model, index) live in an :class:`Engine` that is built once per process
+and settings, and shared by every caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rag.conversation import Turn, resolve
+from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.generation import (
+    GeneratorConfig,
+    abstain_text,
+    compose,
+    score_sentences,
+    select,
+)
+from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
+from rag.language import detect_language
+from rag.lexical import LexicalConfig
+from rag.retriever import Retriever
+from rag.schema import Answer, Hit
+from rag.settings import Settings
+from rag.sources import load_corpus
+
+logger = logging.getLogger(__name__)
+
+
+class QuestionError(ValueError):
+    """A question that cannot be answered as given (empty, too long); the message says why."""
+
+
+def clean_question(question: object, max_chars: int) -> str:
+    """Validate a question: a non-empty string within the length limit, control chars removed."""
+    if not isinstance(question, str):
+        raise QuestionError("the question must be a string")
+    text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question)
+    text = " ".join(text.split())
+    if not text:
+        raise QuestionError("the question is empty")
+    if len(text) > max_chars:
+        raise QuestionError(
+            f"the question is too long ({len(text)} characters; the limit is {max_chars})"
+        )
+    return text
+
+
+def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
+    """Load the index; build it (or update it) from the corpus when missing or out of date.
+
+    An index built from another corpus than ``settings.corpus`` is used as is: pointing
+    ``--index`` at a prebuilt folder must not rebuild it from the default seeds.
+    """
+    try:
+        index = load_index(settings.index, embedder.name, settings.chunking, LexicalConfig())
+    except IndexUnavailable as exc:
+        if not rebuild or not settings.corpus.is_dir():
+            raise
+        logger.warning("%s; building it from %s", exc, settings.corpus)
+        return build_index(
+            load_corpus(settings.corpus), settings.index, embedder, settings.chunking,
+            show_progress=False, corpus=settings.corpus,
+        )
+    same_corpus = index.manifest.get("corpus") == str(settings.corpus)
+    if rebuild and same_corpus and settings.corpus.is_dir():
+        docs = load_corpus(settings.corpus)
+        if corpus_hash(docs) != index.manifest.get("corpus_hash"):
+            logger.info("corpus %s changed; updating the index", settings.corpus)
+            return build_index(
+                docs, settings.index, embedder, settings.chunking, corpus=settings.corpus
+            )
+    return index
+
+
+@dataclass
+class Engine:
+    """The loaded model, index and retriever for one set of settings."""
+
+    settings: Settings
+    embedder: Embedder
+    index: CorpusIndex
+    retriever: Retriever
+    generator: GeneratorConfig
+    lock: threading.RLock
+
+    def reload(self, index: CorpusIndex) -> None:
+        """Swap in a rebuilt index (after an upload) without reloading the model."""
+        with self.lock:
+            self.index = index
+            self.retriever = _retriever(index, self.embedder, self.settings)
+
+
+def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Retriever:
+    return Retriever(
+        index, embedder, candidates=settings.candidates,
+        lexical_weight=settings.lexical_weight, rrf_k=settings.rrf_k,
+    )
+
+
+def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
+    """Build an engine (tests pass a fake embedder here)."""
+    emb = embedder or SentenceTransformerEmbedder(settings.model)
+    index = open_index(settings, emb)
+    gen = GeneratorConfig()
+    if settings.abstain_threshold is not None:
+        gen = GeneratorConfig(**{**gen.__dict__, "abstain_threshold": settings.abstain_threshold})
+    return Engine(settings, emb, index, _retriever(index, emb, settings), gen, threading.RLock())
+
+
+@functools.lru_cache(maxsize=4)
+def get_engine(settings: Settings) -> Engine:
+    """The process-wide engine for these settings (UI, API and CLI share one loaded model)."""
+    return make_engine(settings)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def retrieve(engine: Engine, query: str, k: int) -> list[Hit]:
+    """Hybrid retrieval through the engine's current index."""
+    with engine.lock:
+        retriever = engine.retriever
+    return retriever.search(query, k)
+
+
+def extractive_answer(
+    engine: Engine, question: str, query: str, language: str, hits: Sequence[Hit]
+) -> tuple[str, bool, tuple, float]:
+    """Compose the evidence-first answer; returns (text, abstained, citations, support)."""
+    qvec = engine.embedder.embed_queries([query])[0]
+    scored = score_sentences(
+        qvec, query, hits, engine.index, engine.generator, engine.embedder.embed_passages
+    )
+    support = scored[0].score if scored else 0.0
+    if support < engine.generator.abstain_threshold:
+        return abstain_text(language), True, (), support
+    text, citations = compose(select(scored, engine.generator), language)
+    return text, False, citations, support
+
+
+def answer(
+    question: str,
+    history: Sequence[Turn] = (),
+    settings: Settings | None = None,
+    *,
+    top_k: int | None = None,
+    engine: Engine | None = None,
+    qid: str | None = None,
+) -> Answer:
+    """Answer ``question`` from the documents, in the asker's language, with citations."""
+    final: Answer | None = None
+    for item in stream_answer(question, history, settings, top_k=top_k, engine=engine, qid=qid):
+        if isinstance(item, Answer):
+            final = item
+    if final is None:  # stream_answer always ends with an Answer
+        raise RuntimeError("the pipeline produced no answer")
+    return final
+
+
+def stream_answer(
+    question: str,
+    history: Sequence[Turn] = (),
+    settings: Settings | None = None,
+    *,
+    top_k: int | None = None,
+    engine: Engine | None = None,
+    qid: str | None = None,
+) -> Iterator[str | Answer]:
+    """Yield pieces of the answer text as they are ready, then the final :class:`Answer`."""
+    from rag.settings import from_env
+
+    t0 = time.perf_counter()
+    eng = engine or get_engine(settings or from_env())
+    cfg = eng.settings
+    text_q = clean_question(question, cfg.max_question_chars)
+    k = top_k if top_k is not None else cfg.top_k
+    if not 1 <= k <= 100:
+        raise QuestionError(f"top_k must be between 1 and 100, got {k}")
+    language = detect_language(text_q)
+    query = resolve(text_q, history)
+    hits = retrieve(eng, query, k)
+    t_ret = _ms(t0)
+    t1 = time.perf_counter()
+    note = None
+    if cfg.generator != "extractive":
+        from rag.llm import llm_answer
+
+        result = yield from llm_answer(eng, text_q, query, language, hits, history)
+        text, abstained, citations, note = result
+    else:
+        text, abstained, citations, _ = extractive_answer(eng, text_q, query, language, hits)
+        yield text
+    final = Answer(
+        id=qid,
+        question=text_q,
+        answer=text,
+        language=language,
+        abstained=abstained,
+        citations=citations,
+        retrieved=tuple(hits),
+        timings_ms={"retrieve": t_ret, "generate": _ms(t1), "total": _ms(t0)},
+        note=note,
+    )
+    yield final

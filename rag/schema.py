@@ -1,0 +1,151 @@
+"""The typed boundaries between the steps of the pipeline.
+
+Every step hands the next one a small frozen dataclass: a source document, a chunk of it, a
+retrieval hit, a citation, an answer. Offsets are always *character* offsets into the raw file
+text as read from disk (UTF-8), so ``raw[start:end]`` is the original span a citation can
+highlight, whatever cleaning was applied for search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source document: its raw text as read from disk and its cleaned text for search.
+
+    ``offsets[i]`` is the raw offset of ``clean[i]``; ``offsets[len(clean)]`` is ``len(raw)``,
+    so a clean span ``[a, b)`` maps to the raw span ``[offsets[a], offsets[b - 1] + 1)``.
+    """
+
+    doc_id: str
+    title: str
+    raw: str
+    clean: str
+    offsets: tuple[int, ...]
+
+    def raw_span(self, clean_start: int, clean_end: int) -> tuple[int, int]:
+        """Map a half-open span of the clean text to the raw text."""
+        if not 0 <= clean_start <= clean_end <= len(self.clean):
+            raise ValueError(
+                f"clean span {clean_start}:{clean_end} outside 0:{len(self.clean)} of {self.doc_id}"
+            )
+        if clean_start == clean_end:
+            pos = self.offsets[clean_start]
+            return pos, pos
+        return self.offsets[clean_start], self.offsets[clean_end - 1] + 1
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a document: cleaned text and its raw span."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage that is embedded and indexed; ``raw[start:end]`` is where it came from."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    sentences: tuple[Sentence, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the index stores chunks as JSON Lines, never pickle)."""
+        record = asdict(self)
+        record["sentences"] = [[s.text, s.start, s.end] for s in self.sentences]
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Chunk:
+        """Inverse of :meth:`to_json`."""
+        sentences = tuple(Sentence(t, s, e) for t, s, e in record.get("sentences", []))
+        return cls(
+            chunk_id=record["chunk_id"],
+            doc_id=record["doc_id"],
+            title=record["title"],
+            text=record["text"],
+            start=int(record["start"]),
+            end=int(record["end"]),
+            sentences=sentences,
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and the per-retriever scores behind it."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    dense: float | None = None
+    lexical: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``retrieved`` entry of the answer object."""
+        return {
+            "rank": self.rank,
+            "doc_id": self.chunk.doc_id,
+            "chunk_id": self.chunk.chunk_id,
+            "start": self.chunk.start,
+            "end": self.chunk.end,
+            "score": round(float(self.score), 6),
+            "text": self.chunk.text,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """What a marker ``[n]`` in the answer points at: an exact span of a raw source file."""
+
+    marker: int
+    doc_id: str
+    title: str
+    chunk_id: str
+    start: int
+    end: int
+    quote: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``citations`` entry of the answer object."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The one answer object that the CLI, the HTTP API, the chat and the evaluation share."""
+
+    question: str
+    answer: str
+    language: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    retrieved: tuple[Hit, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    id: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape documented in the README (issue 2)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "question": self.question,
+            "answer": self.answer,
+            "language": self.language,
+            "abstained": self.abstained,
+            "citations": [c.to_json() for c in self.citations],
+            "retrieved": [h.to_json() for h in self.retrieved],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+        if self.note:
+            out["note"] = self.note
+        return out

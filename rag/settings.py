@@ -1,0 +1,110 @@
+"""One frozen settings object, built in each entry point from flags and ``KAZRAG_*`` variables.
+
+Settings that shape the index (model, chunking) are written into the index manifest; the rest
+(retrieval depth, generator backend, thresholds) can change without a rebuild.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.chunking import ChunkingConfig
+from rag.embedding import DEFAULT_MODEL
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
+DEFAULT_INDEX = PROJECT_ROOT / "index" / "seeds"
+
+GENERATORS = ("extractive", "openai", "llamacpp")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an entry point can configure. Defaults work offline on the seed corpus."""
+
+    corpus: Path = DEFAULT_CORPUS
+    index: Path = DEFAULT_INDEX
+    model: str = DEFAULT_MODEL
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    top_k: int = 5
+    # Candidates each retriever contributes before fusion.
+    candidates: int = 30
+    # Reciprocal-rank-fusion constant and the weight of the lexical list (dense weight is 1).
+    rrf_k: int = 60
+    lexical_weight: float = 1.0
+    generator: str = "extractive"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_gguf: str | None = None
+    llm_timeout: float = 30.0
+    # Below this calibrated support score the answer abstains (see rag/generation.py).
+    abstain_threshold: float | None = None
+    max_question_chars: int = 2000
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(f"KAZRAG_{name}")
+    return value if value not in (None, "") else None
+
+
+def from_env(**overrides: Any) -> Settings:
+    """Settings from ``KAZRAG_*`` environment variables, then explicit (non-None) overrides."""
+    values: dict[str, Any] = {}
+    conv = {
+        "CORPUS": ("corpus", Path),
+        "INDEX": ("index", Path),
+        "MODEL": ("model", str),
+        "TOP_K": ("top_k", int),
+        "CANDIDATES": ("candidates", int),
+        "RRF_K": ("rrf_k", int),
+        "LEXICAL_WEIGHT": ("lexical_weight", float),
+        "GENERATOR": ("generator", str),
+        "LLM_BASE_URL": ("llm_base_url", str),
+        "LLM_MODEL": ("llm_model", str),
+        "LLM_API_KEY": ("llm_api_key", str),
+        "LLM_GGUF": ("llm_gguf", str),
+        "LLM_TIMEOUT": ("llm_timeout", float),
+        "ABSTAIN_THRESHOLD": ("abstain_threshold", float),
+    }
+    for env_name, (attr, typ) in conv.items():
+        raw = _env(env_name)
+        if raw is not None:
+            try:
+                values[attr] = typ(raw)
+            except ValueError as exc:
+                raise ValueError(f"KAZRAG_{env_name}={raw!r} is not a valid {typ.__name__}") from exc
+    chunk_target, chunk_overlap = _env("CHUNK_CHARS"), _env("CHUNK_OVERLAP")
+    if chunk_target or chunk_overlap:
+        base = ChunkingConfig()
+        values["chunking"] = ChunkingConfig(
+            target_chars=int(chunk_target) if chunk_target else base.target_chars,
+            max_chars=base.max_chars,
+            overlap=int(chunk_overlap) if chunk_overlap else base.overlap,
+        )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Reject settings that cannot work, with a message that says what to change."""
+    if settings.top_k < 1 or settings.top_k > 100:
+        raise ValueError(f"top_k must be between 1 and 100, got {settings.top_k}")
+    if settings.generator not in GENERATORS:
+        raise ValueError(
+            f"unknown generator {settings.generator!r}; choose one of {', '.join(GENERATORS)}"
+        )
+    if settings.generator == "openai" and not (settings.llm_base_url or settings.llm_model):
+        raise ValueError("generator 'openai' needs KAZRAG_LLM_BASE_URL and KAZRAG_LLM_MODEL")
+    if settings.generator == "llamacpp" and not settings.llm_gguf:
+        raise ValueError("generator 'llamacpp' needs KAZRAG_LLM_GGUF (path to a .gguf file)")

@@ -1,0 +1,353 @@
+"""Loading source documents and cleaning PDF-extracted text without losing raw offsets.
+
+The seed texts were extracted from PDFs: sentences run across hard line breaks and blank lines,
+words are hyphenated at line ends (``жан-\\n\\nжақты``, ``қа-\\nлып``), spaces are doubled, and
+some files carry markdown headings and links. Search and display want clean paragraphs; citations
+want the original characters. So the cleaner never rewrites text in place: it *selects* raw
+characters (and a few separators) and records, for every clean character, the raw offset it came
+from. ``Document.raw_span`` then maps any clean span back to the raw file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.schema import Document
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md")
+
+# A line ending in one of these closes a sentence; a following capitalised line starts a new
+# paragraph. PDF extraction breaks lines mid-sentence, so anything else is joined with a space.
+_SENTENCE_END = tuple(".!?:;»\"”)")
+_BULLET = re.compile(r"^(?:[-–—•*]|\d{1,3}[.)]|[а-яәғқңөұүһіa-z][.)])\s")
+_HEADING = re.compile(r"^(#{1,6})\s+")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_PAGE_NUMBER = re.compile(r"^\s*(?:\d{1,3}|-\s*\d{1,3}\s*-)\s*$")
+_HYPHEN_BREAK = re.compile(r"(\w+)-$")
+_LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+# Characters that carry no text: zero-width spaces/joiners, BOM, soft hyphen, replacement char.
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\ufffd"}
+
+
+class SourceError(ValueError):
+    """A source file that cannot be read as a document (wrong type, encoding, or empty)."""
+
+
+@dataclass
+class _Builder:
+    """Accumulates clean characters together with the raw offset of each."""
+
+    chars: list[str]
+    offsets: list[int]
+
+    def add(self, text: str, raw_pos: int) -> None:
+        for i, ch in enumerate(text):
+            self.chars.append(ch)
+            self.offsets.append(raw_pos + i)
+
+    def add_sep(self, sep: str, raw_pos: int) -> None:
+        # Separators stand for raw whitespace (a line break); they point at that raw char.
+        for ch in sep:
+            self.chars.append(ch)
+            self.offsets.append(raw_pos)
+
+    def ends_with(self, s: str) -> bool:
+        return "".join(self.chars[-len(s) :]) == s if self.chars else False
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str  # the line with markdown syntax removed, whitespace collapsed
+    offsets: tuple[int, ...]  # raw offset of each char of ``text``
+    heading: bool
+    blank_before: bool
+    end_raw: int  # raw offset of the line break after the line
+
+
+def _scan_line(raw: str, start: int, end: int) -> tuple[str, list[int], bool]:
+    """Clean one raw line: drop markdown heading marks and link targets, collapse spaces."""
+    line = raw[start:end]
+    keep = [True] * len(line)
+    heading = False
+    m = _HEADING.match(line)
+    if m:
+        heading = True
+        for i in range(m.end()):
+            keep[i] = False
+    for m in _MD_LINK.finditer(line):
+        inner_start, inner_end = m.span(1)
+        for i in range(m.start(), m.end()):
+            if not inner_start <= i < inner_end:
+                keep[i] = False
+    chars: list[str] = []
+    offs: list[int] = []
+    for i, ch in enumerate(line):
+        if not keep[i] or ch in _INVISIBLE:
+            continue
+        cat = unicodedata.category(ch)
+        if ch.isspace() or cat in ("Zs", "Cc"):
+            if chars and chars[-1] != " ":
+                chars.append(" ")
+                offs.append(start + i)
+            continue
+        if cat in ("Cf", "Co", "Cs"):
+            continue
+        chars.append(ch)
+        offs.append(start + i)
+    while chars and chars[-1] == " ":
+        chars.pop()
+        offs.pop()
+    return "".join(chars), offs, heading
+
+
+def _lines(raw: str) -> list[_Line]:
+    out: list[_Line] = []
+    blank = False
+    pos = 0
+    for piece in raw.splitlines(keepends=True):
+        body = piece.rstrip("\r\n")
+        text, offs, heading = _scan_line(raw, pos, pos + len(body))
+        line_end = pos + len(body)
+        pos += len(piece)
+        if not text or _PAGE_NUMBER.match(text) or not _LETTER.search(text) and len(text) < 3:
+            blank = True
+            continue
+        out.append(_Line(text, tuple(offs), heading, blank, line_end))
+        blank = False
+    return out
+
+
+_LINE_BREAK_HYPHEN = re.compile(r"[^\W\d_]+-[ \t]*\r?\n\s*[^\W\d_]+")
+_COMPOUND = re.compile(r"[^\W\d_]+-[^\W\d_]+")
+
+
+def _known_words(texts: Iterable[str]) -> set[str]:
+    """The corpus vocabulary that decides line-end hyphens: words and hyphenated compounds.
+
+    Fragments around a line-end hyphen (``талқы-`` / ``ланатын``) are left out, or they would
+    look like words and vouch for themselves.
+    """
+    vocab: set[str] = set()
+    for t in texts:
+        body = _LINE_BREAK_HYPHEN.sub(" ", t)
+        vocab.update(w.casefold() for w in _WORD.findall(body))
+        vocab.update(c.casefold() for c in _COMPOUND.findall(body))
+    # Word beginnings, marked with ^, tell a possible word from a suffix-like fragment.
+    vocab.update({f"^{w[:4]}" for w in vocab if len(w) >= 4 and "-" not in w})
+    return vocab
+
+
+def _keep_hyphen(left: str, right: str, vocabulary: set[str]) -> bool:
+    """Decide whether a line-end hyphen is a real one (``жан-жақты``) or a word break (``қа-лып``).
+
+    ``left`` is the word fragment before the hyphen, ``right`` the next line. The corpus itself
+    is the dictionary: if the joined word occurs elsewhere it was a break; if both halves are
+    words on their own it is a compound. Digits (``1-ші``) always keep it.
+    """
+    right_word = _WORD.findall(right)
+    if not left or not right_word or left[-1].isdigit() or not right[0].isalpha():
+        return True
+    lw, rw = left.casefold(), right_word[0].casefold()
+    if f"{lw}-{rw}" in vocabulary:
+        return True
+    if lw + rw in vocabulary:
+        return False
+    if right[:1].isupper():
+        return True
+    # Unknown either way: a second half that could begin a word («шағымына») makes a compound
+    # («арыз-шағымына»); a suffix-like one («ланатын», «дар», «нелтті») continues the first.
+    return len(lw) > 2 and len(rw) > 3 and f"^{rw[:4]}" in vocabulary
+
+
+def _blank_lines_are_breaks(lines: list[_Line]) -> bool:
+    """Web/markdown text uses blank lines between paragraphs; PDF text puts them anywhere.
+
+    Decide per document: if most lines after a blank line follow a sentence end, blank lines
+    mean paragraph breaks there.
+    """
+    after_blank = [(p, ln) for p, ln in zip(lines, lines[1:]) if ln.blank_before]
+    if not after_blank:
+        return False
+    ended = sum(p.text.endswith(_SENTENCE_END) or p.heading for p, _ in after_blank)
+    return ended / len(after_blank) >= 0.6
+
+
+def _starts_paragraph(prev: _Line, line: _Line, blank_breaks: bool) -> bool:
+    if prev.heading or line.heading:
+        return True
+    if blank_breaks and line.blank_before and not line.text[0].islower():
+        return True
+    first = line.text[0]
+    if first in "–—" and len(prev.text) < 40:
+        return True
+    if _BULLET.match(line.text):
+        return True
+    if first in "«\"“–—-•":
+        return prev.text.endswith(_SENTENCE_END) or prev.blank_before or line.blank_before
+    if prev.text.endswith(_SENTENCE_END) and (first.isupper() or first.isdigit()):
+        return True
+    # A short line with no final punctuation followed by a capital is a title or a label line.
+    return len(prev.text) < 40 and (first.isupper() or first.isdigit())
+
+
+def clean_text(raw: str, vocabulary: set[str] | None = None) -> tuple[str, tuple[int, ...]]:
+    """Clean PDF-extracted text; return the clean text and the raw offset of each clean char.
+
+    The returned offsets tuple has ``len(clean) + 1`` entries, the last being ``len(raw)``.
+    Paragraphs are separated by a blank line; lines inside a paragraph are joined with a space;
+    words hyphenated at a line end are rejoined (keeping the hyphen of real compounds).
+    """
+    vocab = vocabulary if vocabulary is not None else _known_words([raw])
+    b = _Builder([], [])
+    prev: _Line | None = None
+    lines = _lines(raw)
+    blank_breaks = _blank_lines_are_breaks(lines)
+    for line in lines:
+        text, offs = line.text, list(line.offsets)
+        if prev is not None:
+            m = _HYPHEN_BREAK.search(prev.text)
+            if m and not prev.heading and not line.heading and _LETTER.match(text):
+                if not _keep_hyphen(m.group(1), text, vocab):
+                    # Drop the hyphen already emitted for the previous line.
+                    b.chars.pop()
+                    b.offsets.pop()
+            elif _starts_paragraph(prev, line, blank_breaks):
+                b.add_sep("\n\n", prev.end_raw)
+            else:
+                b.add_sep(" ", prev.end_raw)
+        for ch, off in zip(text, offs, strict=True):
+            b.chars.append(ch)
+            b.offsets.append(off)
+        prev = line
+    clean = "".join(b.chars)
+    return clean, tuple(b.offsets) + (len(raw),)
+
+
+_GENERIC_HEADINGS = re.compile(r"мазмұны|содержание|content|мәлімет", re.IGNORECASE)
+
+
+def _title(raw: str, clean: str, fallback: str) -> str:
+    """The first meaningful heading, else the first paragraph of three words or more.
+
+    In markdown files the article title is the most specific heading near the top (the first
+    ones are often a table of contents or a section rubric).
+    """
+    headings = [
+        (len(m.group(1)), m.group(2).strip())
+        for m in re.finditer(r"^(#{1,6})\s+(.+)$", raw, re.MULTILINE)
+    ][:6]
+    headings = [(lvl, h) for lvl, h in headings if not _GENERIC_HEADINGS.search(h)]
+    if headings:
+        deepest = max(lvl for lvl, _ in headings)
+        return next(h for lvl, h in headings if lvl == deepest)
+    for para in clean.split("\n\n"):
+        words = _WORD.findall(para)
+        if len(words) >= 3:
+            title = para.strip()
+            return title if len(title) <= 120 else title[:117].rsplit(" ", 1)[0] + "…"
+    return fallback
+
+
+def read_text(path: Path) -> str:
+    """Read a text file as UTF-8 (a BOM is allowed) with a clear error for anything else."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise SourceError(f"{path.name}: the file is empty")
+    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError(f"{path.name}: looks like a binary file, not text")
+    for encoding in ("utf-8-sig", "utf-16"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding == "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            continue
+        return text
+    raise SourceError(f"{path.name}: not valid UTF-8 text; save it as UTF-8 and try again")
+
+
+def make_document(
+    doc_id: str, raw: str, vocabulary: set[str] | None = None, title: str | None = None
+) -> Document:
+    """Build a :class:`Document` (clean text + offsets) from raw text."""
+    clean, offsets = clean_text(raw, vocabulary)
+    if not clean.strip():
+        raise SourceError(f"{doc_id}: no text left after cleaning")
+    return Document(
+        doc_id=doc_id,
+        title=title or _title(raw, clean, doc_id),
+        raw=raw,
+        clean=clean,
+        offsets=offsets,
+    )
+
+
+def load_document(path: Path) -> Document:
+    """Load one ``.txt`` / ``.md`` file; its id is the file name."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise SourceError(
+            f"{path.name}: unsupported file type {path.suffix!r} "
+            f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
+        )
+    return make_document(path.name, read_text(path))
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    """The document files of a corpus folder, sorted by name (question sets are skipped)."""
+    if not corpus.is_dir():
+        raise SourceError(f"corpus folder not found: {corpus}")
+    return sorted(
+        p
+        for p in corpus.iterdir()
+        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def load_corpus(corpus: Path) -> list[Document]:
+    """Load every supported file of a folder. The hyphenation dictionary spans the corpus."""
+    files = corpus_files(corpus)
+    if not files:
+        raise SourceError(f"no .txt or .md documents in {corpus}")
+    raws = {p.name: read_text(p) for p in files}
+    vocab = _known_words(raws.values())
+    return [make_document(name, raw, vocab) for name, raw in raws.items()]
+
+
+# --- finding a quote in a document -------------------------------------------------------
+
+
+def _skeleton(text: str) -> tuple[str, list[int]]:
+    """Letters and digits only, casefolded, with the index of each in ``text``."""
+    chars: list[str] = []
+    idx: list[int] = []
+    for i, ch in enumerate(text):
+        if ch.isalnum():
+            for c in ch.casefold():
+                chars.append(c)
+                idx.append(i)
+    return "".join(chars), idx
+
+
+def locate(doc: Document, quote: str) -> tuple[int, int] | None:
+    """Find ``quote`` in ``doc`` ignoring case, spacing, punctuation and line-end hyphens.
+
+    Returns the raw span ``(start, end)`` or ``None``. Used to check evidence quotes of the
+    question set and the quotes a language model claims to cite.
+    """
+    q, _ = _skeleton(quote)
+    if not q:
+        return None
+    sk, idx = _skeleton(doc.clean)
+    at = sk.find(q)
+    if at < 0:
+        return None
+    clean_start, clean_end = idx[at], idx[at + len(q) - 1] + 1
+    return doc.raw_span(clean_start, clean_end)
