@@ -46,10 +46,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index of a corpus folder."""
     from rag.embedding import SentenceTransformerEmbedder
     from rag.index import build_index
-    from rag.sources import load_corpus
+    from rag.pipeline import corpus_documents
 
     s = _settings(args)
-    docs = load_corpus(s.corpus)
+    docs = corpus_documents(s)
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
     index = build_index(
         docs, s.index, SentenceTransformerEmbedder(s.model), s.chunking,

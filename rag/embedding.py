@@ -86,7 +86,9 @@ class SentenceTransformerEmbedder:
     @property
     def dim(self) -> int:
         """Vector dimension of the model."""
-        dim = self.model.get_sentence_embedding_dimension()
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
         if dim is None:
             raise RuntimeError(f"model {self.name} does not report an embedding dimension")
         return int(dim)

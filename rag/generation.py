@@ -50,7 +50,8 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "number": (
         re.compile(r"\b(қанша|неше|сколько|how many|how much|what number)", re.I),
-        re.compile(r"\d"),
+        # a count, not a year: «2011 жылы» does not answer «қанша?»
+        re.compile(r"\b(?!(?:19|20)\d\d\b)\d+|\b(бір|екі|үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|оннан|ондаған|жүз|мың)\b", re.I),
     ),
     "person": (
         re.compile(r"\b(кім|кімнің|кімге|кімді|кто|кого|кому|who|whom|whose)\b", re.I),
@@ -62,6 +63,9 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(r"себеб|өйткені|сондықтан|себепті|салдар|байланысты|үшін|нәтижесінде", re.I),
     ),
 }
+
+
+_WORDS = re.compile(r"[^\W_]+")
 
 
 def answer_type(question: str) -> str | None:
@@ -97,8 +101,18 @@ class GeneratorConfig:
     margin: float = 0.06  # a further sentence must score within this of the best
     duplicate_cosine: float = 0.93
     max_answer_chars: int = 900
-    # Default abstention threshold on the best sentence score; calibrated on the dev split.
-    abstain_threshold: float = 0.93
+    # Abstention thresholds on the support score, calibrated on the dev split by
+    # rag/experiments/calibrate.py. Russian and English questions share no stems with the
+    # Kazakh sources, so their scores sit lower and get their own threshold.
+    abstain_kk: float = 0.85
+    abstain_other: float = 0.85
+    # A question that asks for a date, number or name is supported only by a sentence that has
+    # one; without any, the best sentence's score is lowered by this much.
+    untyped_penalty: float = 0.3
+
+    def threshold(self, language: str) -> float:
+        """The abstention threshold for questions in ``language``."""
+        return self.abstain_kk if language == "kk" else self.abstain_other
 
 
 def _overlap(q_terms: set[str], s_terms: set[str]) -> float:
@@ -135,7 +149,9 @@ def score_sentences(
             cands[i] = (cands[i][0], cands[i][1], v)
     out = []
     for s, hit, vec in cands:
-        if vec is None:
+        # Captions, names and headings («Роза Ақылбекова.») embed close to any question on
+        # their topic but answer nothing.
+        if vec is None or len(_WORDS.findall(s.text)) < 4:
             continue
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(q_terms, set(analyze(s.text)))
@@ -151,6 +167,51 @@ def score_sentences(
         out.append(ScoredSentence(s, hit, vec, dense, overlap, cue, score))
     out.sort(key=lambda x: -x.score)
     return out
+
+
+def support(scored: Sequence[ScoredSentence], question: str, config: GeneratorConfig) -> float:
+    """How well the best evidence answers the question; compared with the abstention threshold.
+
+    For a question with an answer type (when, how many, who) the best sentence that carries such
+    an answer counts: a plausible question about a number the documents never give finds
+    sentences on its topic, but none of them has the number it asks for.
+    """
+    if not scored:
+        return 0.0
+    kind = answer_type(question)
+    if kind in ("date", "number", "person"):
+        # Only a count names its focus reliably («қанша дауды»); dates and names are often
+        # given in a sentence that does not repeat the question's words.
+        focus = focus_terms(question) if kind == "number" else set()
+        typed = [
+            s.score
+            for s in scored
+            if s.cue > 0 and (not focus or focus & set(analyze(s.sentence.text)))
+        ]
+        return typed[0] if typed else scored[0].score - config.untyped_penalty
+    return scored[0].score
+
+
+_QWORD = re.compile(
+    r"\b(қашан|қай жылы|қай жылдары|қай күні|қанша|неше|нешінші|кім|кімнің|кімге|кімді)\b", re.I
+)
+
+
+def focus_terms(question: str) -> set[str]:
+    """The stems a Kazakh question counts, dates or names: «қанша **дауды** шешті?» → {дау}.
+
+    In Kazakh the counted noun follows «қанша/неше» and «қай жылы» precedes the event
+    («қай жылы **туған**?»); «X қашан болды?» names the event before the question word. An
+    answer sentence must mention that focus, not just any number on the topic.
+    """
+    m = _QWORD.search(question)
+    if not m:
+        return set()
+    after = analyze(question[m.end() :])
+    before = analyze(question[: m.start()])
+    if m.group(1).lower() == "қашан":
+        return set(before[-1:])
+    return set(after[:1])
 
 
 def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[ScoredSentence]:
@@ -183,6 +244,21 @@ def _contains(a: Sentence, b: Sentence) -> bool:
     return a.start <= b.start and b.end <= a.end or b.start <= a.start and a.end <= b.end
 
 
+_SOURCE_BRACKETS = re.compile(r"\[([^\[\]]{0,40})\]")
+_LEADING_BULLET = re.compile(r"^[-–—•*]\s+")
+
+
+def display_text(sentence: str) -> str:
+    """A source sentence as it appears in an answer.
+
+    Bracketed references in the source («[2;5]», or a planted «[1]») become parentheses, so the
+    only square-bracket markers in an answer are the ones this generator wrote; a leading list
+    dash is dropped.
+    """
+    text = _LEADING_BULLET.sub("", sentence.strip())
+    return _SOURCE_BRACKETS.sub(r"(\1)", text)
+
+
 def compose(
     chosen: Sequence[ScoredSentence], language: str
 ) -> tuple[str, tuple[Citation, ...]]:
@@ -202,7 +278,7 @@ def compose(
                 quote=s.text,
             )
         )
-        text = s.text.strip()
+        text = display_text(s.text)
         if language == "kk":
             parts.append(f"{text} [{n}]")
         else:

@@ -36,6 +36,16 @@ from typing import Any
 
 import numpy as np
 
+
+def _bm25s() -> Any:
+    """Import bm25s lazily; it sets its own logger to DEBUG on import, which we undo."""
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
 __all__ = [
     "DEFAULT_CONFIG",
     "STOPWORDS_VERSION",
@@ -455,7 +465,7 @@ class BM25Index:
         ids = [[vocab.setdefault(tok, len(vocab)) for tok in toks] for toks in corpus_tokens]
         empty_id = len(vocab)  # bm25s needs a token for documents with no terms
         ids = [doc or [empty_id] for doc in ids]
-        import bm25s
+        bm25s = _bm25s()
 
         retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.bm25_method, backend="numpy")
         retriever.index(
@@ -473,7 +483,7 @@ class BM25Index:
         return cls(texts, cfg, vocab, arrays)
 
     def _attach(self, arrays: Mapping[str, np.ndarray]) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         cfg = self.config
         retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.bm25_method, backend="numpy")

@@ -8,6 +8,7 @@ and settings, and shared by every caller.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -23,6 +24,7 @@ from rag.generation import (
     compose,
     score_sentences,
     select,
+    support,
 )
 from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
 from rag.language import detect_language
@@ -30,7 +32,8 @@ from rag.lexical import LexicalConfig
 from rag.retriever import Retriever
 from rag.schema import Answer, Hit
 from rag.settings import Settings
-from rag.sources import load_corpus
+from rag.schema import Document
+from rag.sources import corpus_files, load_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,15 @@ def clean_question(question: object, max_chars: int) -> str:
     return text
 
 
+def corpus_documents(settings: Settings) -> list[Document]:
+    """The documents of the corpus folder plus the uploaded ones (uploads may be empty)."""
+    docs = load_corpus(settings.corpus)
+    if settings.uploads is not None and settings.uploads.is_dir() and corpus_files(settings.uploads):
+        known = {d.doc_id for d in docs}
+        docs += [d for d in load_corpus(settings.uploads) if d.doc_id not in known]
+    return docs
+
+
 def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
     """Load the index; build it (or update it) from the corpus when missing or out of date.
 
@@ -67,12 +79,12 @@ def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> 
             raise
         logger.warning("%s; building it from %s", exc, settings.corpus)
         return build_index(
-            load_corpus(settings.corpus), settings.index, embedder, settings.chunking,
+            corpus_documents(settings), settings.index, embedder, settings.chunking,
             show_progress=False, corpus=settings.corpus,
         )
     same_corpus = index.manifest.get("corpus") == str(settings.corpus)
     if rebuild and same_corpus and settings.corpus.is_dir():
-        docs = load_corpus(settings.corpus)
+        docs = corpus_documents(settings)
         if corpus_hash(docs) != index.manifest.get("corpus_hash"):
             logger.info("corpus %s changed; updating the index", settings.corpus)
             return build_index(
@@ -102,7 +114,7 @@ class Engine:
 def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Retriever:
     return Retriever(
         index, embedder, candidates=settings.candidates,
-        lexical_weight=settings.lexical_weight, rrf_k=settings.rrf_k,
+        lexical_weight=settings.lexical_weight, method=settings.fusion, rrf_k=settings.rrf_k,
     )
 
 
@@ -112,7 +124,9 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     index = open_index(settings, emb)
     gen = GeneratorConfig()
     if settings.abstain_threshold is not None:
-        gen = GeneratorConfig(**{**gen.__dict__, "abstain_threshold": settings.abstain_threshold})
+        gen = dataclasses.replace(
+            gen, abstain_kk=settings.abstain_threshold, abstain_other=settings.abstain_threshold
+        )
     return Engine(settings, emb, index, _retriever(index, emb, settings), gen, threading.RLock())
 
 
@@ -141,11 +155,11 @@ def extractive_answer(
     scored = score_sentences(
         qvec, query, hits, engine.index, engine.generator, engine.embedder.embed_passages
     )
-    support = scored[0].score if scored else 0.0
-    if support < engine.generator.abstain_threshold:
-        return abstain_text(language), True, (), support
+    strength = support(scored, query, engine.generator)
+    if strength < engine.generator.threshold(language):
+        return abstain_text(language), True, (), strength
     text, citations = compose(select(scored, engine.generator), language)
-    return text, False, citations, support
+    return text, False, citations, strength
 
 
 def answer(

@@ -26,8 +26,8 @@ class Retriever:
         index: CorpusIndex,
         embedder: Embedder,
         candidates: int = 30,
-        lexical_weight: float = 1.0,
-        method: str = "rrf",
+        lexical_weight: float = 1.5,
+        method: str = "minmax",
         rrf_k: int = 60,
     ) -> None:
         self.index = index

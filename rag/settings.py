@@ -18,6 +18,8 @@ from rag.embedding import DEFAULT_MODEL
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
 DEFAULT_INDEX = PROJECT_ROOT / "index" / "seeds"
+# Documents uploaded through the chat or the API: kept out of git and out of seeds/.
+DEFAULT_UPLOADS = PROJECT_ROOT / "data" / "uploads"
 
 GENERATORS = ("extractive", "openai", "llamacpp")
 
@@ -28,14 +30,17 @@ class Settings:
 
     corpus: Path = DEFAULT_CORPUS
     index: Path = DEFAULT_INDEX
+    uploads: Path | None = DEFAULT_UPLOADS
     model: str = DEFAULT_MODEL
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     top_k: int = 5
     # Candidates each retriever contributes before fusion.
     candidates: int = 30
-    # Reciprocal-rank-fusion constant and the weight of the lexical list (dense weight is 1).
+    # Fusion of the dense and lexical lists: min-max score fusion with the lexical list weighted
+    # 1.5 (dense 1.0) measured best on the dev split, ahead of reciprocal-rank fusion.
+    fusion: str = "minmax"
     rrf_k: int = 60
-    lexical_weight: float = 1.0
+    lexical_weight: float = 1.5
     generator: str = "extractive"
     llm_base_url: str | None = None
     llm_model: str | None = None
@@ -62,10 +67,12 @@ def from_env(**overrides: Any) -> Settings:
     conv = {
         "CORPUS": ("corpus", Path),
         "INDEX": ("index", Path),
+        "UPLOADS": ("uploads", Path),
         "MODEL": ("model", str),
         "TOP_K": ("top_k", int),
         "CANDIDATES": ("candidates", int),
         "RRF_K": ("rrf_k", int),
+        "FUSION": ("fusion", str),
         "LEXICAL_WEIGHT": ("lexical_weight", float),
         "GENERATOR": ("generator", str),
         "LLM_BASE_URL": ("llm_base_url", str),
@@ -100,6 +107,8 @@ def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with a message that says what to change."""
     if settings.top_k < 1 or settings.top_k > 100:
         raise ValueError(f"top_k must be between 1 and 100, got {settings.top_k}")
+    if settings.fusion not in ("minmax", "rrf"):
+        raise ValueError(f"unknown fusion {settings.fusion!r}; choose minmax or rrf")
     if settings.generator not in GENERATORS:
         raise ValueError(
             f"unknown generator {settings.generator!r}; choose one of {', '.join(GENERATORS)}"

@@ -1,0 +1,94 @@
+"""Calibrate the abstention threshold of the evidence-first generator on the dev split.
+
+    python -m rag.experiments.calibrate [--split dev] [--index DIR]
+
+For every question the best sentence's support score is recorded (the number the generator
+compares with ``GeneratorConfig.abstain_threshold``). The threshold is the one that maximises
+abstention F1 on the split while abstaining on at most 10 % of answerable questions. Figures
+for the other split are printed for comparison, not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rag.conversation import Turn, resolve
+from rag.generation import score_sentences, support
+from rag.pipeline import get_engine, retrieve
+from rag.settings import DEFAULT_CORPUS, from_env
+
+
+def support_scores(split: str, index: Path | None) -> list[tuple[str, bool, str, float]]:
+    """(id, answerable, lang, support) for each question of the split."""
+    engine = get_engine(from_env(index=index))
+    rows = [
+        json.loads(x)
+        for x in (DEFAULT_CORPUS / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if x.strip()
+    ]
+    by_id = {r["id"]: r for r in rows}
+    out = []
+    for r in rows:
+        if split != "all" and r["split"] != split:
+            continue
+        history = [Turn(by_id[r["follows"]]["question"])] if r.get("follows") else []
+        query = resolve(r["question"], history)
+        hits = retrieve(engine, query, engine.settings.top_k)
+        qvec = engine.embedder.embed_queries([query])[0]
+        scored = score_sentences(qvec, query, hits, engine.index, engine.generator)
+        out.append((r["id"], r["answerable"], r["lang"], support(scored, query, engine.generator)))
+    return out
+
+
+def best_threshold(scores: list[tuple[str, bool, str, float]], max_false: float = 0.10) -> float:
+    """The threshold maximising abstention F1 with false abstentions <= ``max_false``."""
+    answerable = [s for _, a, _, s in scores if a]
+    unanswerable = [s for _, a, _, s in scores if not a]
+    best, best_f1 = 0.0, -1.0
+    for t in sorted({s for *_, s in scores} | {0.0}):
+        t = t + 1e-6
+        tp = sum(s < t for s in unanswerable)
+        fp = sum(s < t for s in answerable)
+        if fp / max(1, len(answerable)) > max_false:
+            continue
+        prec = tp / max(1, tp + fp)
+        rec = tp / max(1, len(unanswerable))
+        f1 = 2 * prec * rec / max(1e-9, prec + rec)
+        if f1 > best_f1:
+            best, best_f1 = t, f1
+    return round(best, 4)
+
+
+def report(scores: list[tuple[str, bool, str, float]], t: float, label: str) -> None:
+    """Print abstention rates at threshold ``t``."""
+    ans = [s for _, a, _, s in scores if a]
+    una = [s for _, a, _, s in scores if not a]
+    print(
+        f"{label}: threshold {t:.4f}: abstains on {sum(s < t for s in una)}/{len(una)} "
+        f"unanswerable, {sum(s < t for s in ans)}/{len(ans)} answerable"
+    )
+
+
+def main() -> None:
+    """Print the support scores and the calibrated threshold."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--index", type=Path)
+    args = ap.parse_args()
+    dev = support_scores("dev", args.index)
+    test = support_scores("test", args.index)
+    for qid, a, lang, s in sorted(dev, key=lambda x: x[3]):
+        print(f"  {qid} {'A' if a else 'U'} {lang} {s:.4f}")
+    for label, langs in (("kk", {"kk"}), ("ru+en", {"ru", "en"})):
+        d = [x for x in dev if x[2] in langs]
+        te = [x for x in test if x[2] in langs]
+        t = best_threshold(d)
+        report(d, t, f"{label} dev ")
+        report(te, t, f"{label} test")
+
+
+if __name__ == "__main__":
+    main()
