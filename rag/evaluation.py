@@ -242,11 +242,12 @@ def outcome(rec: Record, s: Scores) -> str:
 def diagnose(rec: Record, s: Scores, top_k: int) -> str:
     """Where an answerable question that lacks key facts went wrong (feeds tuning)."""
     if rec.abstained:
-        first = min((r for r in s.evidence_ranks if r is not None), default=None)
-        return "false abstention" + (
-            f" (evidence at rank {first})"
-            if first and first <= top_k
-            else " (evidence not retrieved)"
+        # The rank itself is in the report's "evidence rank" column; the reason stays countable.
+        seen = any(r is not None and r <= top_k for r in s.evidence_ranks)
+        return (
+            f"false abstention, evidence in top {top_k}"
+            if seen
+            else "false abstention, evidence not retrieved"
         )
     if rec.evidence and not any(r is not None and r <= top_k for r in s.evidence_ranks):
         return f"retrieval miss (no evidence in top {top_k})"

@@ -95,7 +95,7 @@ class GeneratorConfig:
 
     w_dense: float = 1.0
     w_overlap: float = 0.35
-    w_cue: float = 0.05
+    w_cue: float = 0.12
     w_rank: float = 0.03
     max_sentences: int = 3
     margin: float = 0.06  # a further sentence must score within this of the best
@@ -172,14 +172,14 @@ def score_sentences(
 def support(scored: Sequence[ScoredSentence], question: str, config: GeneratorConfig) -> float:
     """How well the best evidence answers the question; compared with the abstention threshold.
 
-    For a question with an answer type (when, how many, who) the best sentence that carries such
+    For a question with an answer type (when, how many) the best sentence that carries such
     an answer counts: a plausible question about a number the documents never give finds
     sentences on its topic, but none of them has the number it asks for.
     """
     if not scored:
         return 0.0
     kind = answer_type(question)
-    if kind in ("date", "number", "person"):
+    if kind in ("date", "number"):
         # Only a count names its focus reliably («қанша дауды»); dates and names are often
         # given in a sentence that does not repeat the question's words.
         focus = focus_terms(question) if kind == "number" else set()

@@ -54,7 +54,19 @@ REWRITE_PROMPT = (
 NOTE_FALLBACK = "The language model's answer had no valid citation; showing the evidence-first answer."
 NOTE_UNAVAILABLE = "The language model is unavailable ({error}); showing the evidence-first answer."
 _MARKER = re.compile(r"\[(\d{1,3})\]")
-_SENT = re.compile(r"[^.!?…]+(?:[.!?…]+[»\"”)]*|$)")
+_SENT = re.compile(r"[^.!?…]+(?:[.!?…]+[»\"”)]*(?:\s*(?:\[\d{1,3}\])+)*|$)")
+_AFTER_MARKERS = re.compile(r"((?:\[\d{1,3}\])+)[.!?]?\s+")
+
+
+def _sentences(text: str) -> list[str]:
+    """Split a model answer into sentences; a marker group also closes a sentence."""
+    text = _AFTER_MARKERS.sub(lambda m: m.group(1) + "\n", text)
+    return [
+        m.group().strip()
+        for line in text.splitlines()
+        for m in _SENT.finditer(line)
+        if m.group().strip()
+    ]
 # A sentence is supported by its passage when enough of its stems occur there, or (for a
 # Russian or English sentence about a Kazakh passage, which shares no stems) when its embedding
 # is close to one of the passage's sentences. 0.82 sits between the e5 cosines of matching
@@ -165,7 +177,7 @@ def check_answer(
     text = raw.strip()
     if not text or _is_abstention(text, language):
         return CheckedAnswer(ABSTAIN[language], (), True, 0)
-    sentences = [m.group().strip() for m in _SENT.finditer(text) if m.group().strip()]
+    sentences = _sentences(text)
     kept: list[tuple[str, list[int]]] = []
     dropped = 0
     for sent in sentences:

@@ -322,7 +322,7 @@ def take_screenshot(out: Path, index: Path | None) -> None:
         engine = make_engine(settings)
         with running_server(build_app(settings, engine, token="")) as url, sync_playwright() as p:
             b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = b.new_page(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
+            page = b.new_page(viewport={"width": 1360, "height": 940}, device_scale_factor=1)
             page.set_default_timeout(120_000)
             page.goto(url + "/")
             page.wait_for_selector("#kz-input textarea")
