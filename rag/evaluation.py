@@ -365,7 +365,7 @@ def kazqad_index(
     except IndexUnavailable as exc:
         logger.info("%s", exc)
     print(
-        f"indexing {len(docs)} KazQAD contexts into {folder} (once; about 1-2 minutes)",
+        f"indexing {len(docs)} KazQAD contexts into {folder} (once; a few minutes on 2 cores)",
         file=sys.stderr,
     )
     return build_index(

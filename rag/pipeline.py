@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rag.conversation import Turn, resolve
 from rag.embedding import Embedder, SentenceTransformerEmbedder
@@ -26,7 +27,14 @@ from rag.generation import (
     select,
     support,
 )
-from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
+from rag.index import (
+    CorpusIndex,
+    IndexUnavailable,
+    build_index,
+    corpus_hash,
+    load_index,
+    read_manifest,
+)
 from rag.language import detect_language
 from rag.lexical import LexicalConfig
 from rag.retriever import Retriever
@@ -66,22 +74,35 @@ def corpus_documents(settings: Settings) -> list[Document]:
     return docs
 
 
-def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
-    """Load the index; build it (or update it) from the corpus when missing or out of date.
+def _rebuild_source(settings: Settings) -> Path | None:
+    """The corpus an unusable index should be rebuilt from: the one it was built from."""
+    try:
+        recorded = read_manifest(settings.index).get("corpus")
+    except IndexUnavailable:
+        recorded = None
+    return Path(recorded) if recorded else settings.corpus
 
-    An index built from another corpus than ``settings.corpus`` is used as is: pointing
-    ``--index`` at a prebuilt folder must not rebuild it from the default seeds.
+
+def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
+    """Load the index; rebuild it when it is missing, damaged or built with other settings.
+
+    A rebuild uses the corpus the index was built from (its manifest says which), so pointing
+    ``--index`` at an index of another corpus never overwrites it with the default seeds; such
+    an index is otherwise used as is. The index of ``settings.corpus`` is also updated when the
+    corpus (or the uploads) changed.
     """
     try:
         index = load_index(settings.index, embedder.name, settings.chunking, LexicalConfig())
     except IndexUnavailable as exc:
-        if not rebuild or not settings.corpus.is_dir():
-            raise
-        logger.warning("%s; building it from %s", exc, settings.corpus)
-        return build_index(
-            corpus_documents(settings), settings.index, embedder, settings.chunking,
-            show_progress=False, corpus=settings.corpus,
-        )
+        source = _rebuild_source(settings)
+        if not rebuild or source is None or not source.is_dir():
+            raise type(exc)(
+                f"{exc} (its corpus {source} is not available to rebuild it from)"
+            ) from exc
+        logger.warning("%s; rebuilding it from %s", exc, source)
+        same = source.resolve() == settings.corpus.resolve()
+        docs = corpus_documents(settings) if same else load_corpus(source)
+        return build_index(docs, settings.index, embedder, settings.chunking, corpus=source)
     same_corpus = index.manifest.get("corpus") == str(settings.corpus)
     if rebuild and same_corpus and settings.corpus.is_dir():
         docs = corpus_documents(settings)
@@ -194,9 +215,10 @@ def stream_answer(
     from rag.settings import from_env
 
     t0 = time.perf_counter()
-    eng = engine or get_engine(settings or from_env())
-    cfg = eng.settings
+    cfg = engine.settings if engine is not None else (settings or from_env())
+    # Validate before loading anything: a bad question fails fast and clearly.
     text_q = clean_question(question, cfg.max_question_chars)
+    eng = engine or get_engine(cfg)
     k = top_k if top_k is not None else cfg.top_k
     if not 1 <= k <= 100:
         raise QuestionError(f"top_k must be between 1 and 100, got {k}")

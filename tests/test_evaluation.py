@@ -324,14 +324,25 @@ def test_kazqad_end_to_end_with_fake_embedder(tmp_path, capsys):
     assert len(lines) == 2 and json.loads(lines[0])["relevant"]
     # The second run reuses the cached index (same model, chunking and contexts).
     manifest = json.loads((tmp_path / "kqindex" / "manifest.json").read_text("utf-8"))
-    assert (
-        _run(
-            settings, "--kazqad", str(data), "--index", str(tmp_path / "kqindex"), "--out", str(out)
-        )
-        == 0
+    out2 = tmp_path / "kq2"
+    code = _run(
+        settings,
+        "--kazqad",
+        str(data),
+        "--index",
+        str(tmp_path / "kqindex"),
+        "--out",
+        str(out2),
+        "--compare",
+        str(out / "figures.json"),
+        "--min",
+        "retrieval.hybrid.recall@10=1",
     )
+    assert code == 0
     again = json.loads((tmp_path / "kqindex" / "manifest.json").read_text("utf-8"))
     assert again["created"] == manifest["created"]
+    # Same data, same fake model: nothing changed, and the report says so.
+    assert "## Changes since" in (out2 / "report.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.model

@@ -230,8 +230,9 @@ Throughput with {c} concurrent clients on loopback: **{f["rps"]:.2f} requests/s*
 The extractive generator composes the whole answer after retrieval and sentence scoring, so its
 first token arrives with the last one: time to first token is the answer latency. With a
 language-model generator (`KAZRAG_GENERATOR=openai|llamacpp`) tokens stream as the model writes
-them. The work is CPU-bound (query embedding and sentence scoring on {f["cpus"]} cores), so
-concurrent clients mostly queue: throughput is close to the inverse of single-request latency.
+them. The work is CPU-bound (query embedding and sentence scoring), and on a machine shared
+with other jobs these figures move by up to 2× between runs: compare runs made at a similar
+load average.
 {END}
 """
 

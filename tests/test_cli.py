@@ -1,0 +1,115 @@
+"""The kazrag command line, with the real model (one process, the model loaded once)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag.cli import main
+from tests.conftest import ROOT, SEEDS
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "seeds"
+    assert main(["index", "--corpus", str(SEEDS), "--index", str(folder), "--quiet"]) == 0
+    return folder
+
+
+def _args(index_dir):
+    return ["--corpus", str(SEEDS), "--index", str(index_dir)]
+
+
+@pytest.mark.model
+def test_index_then_search_json(index_dir, capsys):
+    capsys.readouterr()
+    assert main(["search", "Қордай ауданындағы қақтығыс", "-k", "3", "--json", *_args(index_dir)]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert all({"doc_id", "chunk_id", "start", "end", "score", "text"} <= set(h) for h in hits)
+    raw = (SEEDS / hits[0]["doc_id"]).read_text(encoding="utf-8")
+    assert raw[hits[0]["start"] : hits[0]["end"]]
+
+
+@pytest.mark.model
+def test_reindex_embeds_nothing_new(index_dir, capsys):
+    capsys.readouterr()
+    assert main(["index", *_args(index_dir), "--quiet"]) == 0
+    assert "(0 newly embedded)" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_ask_prints_answer_and_sources(index_dir, capsys):
+    capsys.readouterr()
+    assert main(["ask", "Қазақстан халқы Ассамблеясы қашан құрылды?", *_args(index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "[1]" in out and "Sources:" in out
+    assert main(["ask", "When was the Assembly founded?", "--json", *_args(index_dir)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["language"] == "en" and data["retrieved"]
+
+
+@pytest.mark.model
+def test_batch_writes_one_answer_per_line(index_dir, tmp_path, capsys):
+    src = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "a", "question": "HAQ қозғалысы сайлауда не талап етеді?"},
+        {"id": "b", "question": "Ал оның себебі неде?", "follows": "a"},
+        {"id": "c", "question": "   "},
+    ]
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    out = tmp_path / "out" / "a.jsonl"
+    assert main(["batch", "--in", str(src), "--out", str(out), *_args(index_dir)]) == 0
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [x["id"] for x in lines] == ["a", "b", "c"]
+    assert lines[0]["retrieved"] and "answer" in lines[0]
+    assert "empty" in lines[2]["error"]
+
+
+def test_batch_uses_a_prebuilt_index_as_is(tmp_path, capsys):
+    from rag.index import build_index
+    from rag.sources import make_document
+    from tests.fakes import HashEmbedder
+
+    folder = tmp_path / "other"
+    gone = tmp_path / "corpus-that-was-deleted"
+    build_index([make_document("x.txt", "Бір. Екі үш.")], folder, HashEmbedder(), corpus=gone)
+    # an index built with another model is reported, not silently rebuilt from seeds
+    code = main(["search", "бір", "--index", str(folder)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not match" in err and "not available to rebuild" in err
+    assert (folder / "manifest.json").read_text().count("hash-embedder") == 1  # untouched
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ask", ""), "the question is empty"),
+        (("ask", "x" * 3000), "too long"),
+        (("batch", "--in", "/nonexistent.jsonl", "--out", "/tmp/x.jsonl"), "not found"),
+        (("index", "--corpus", "/nonexistent"), "not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_jsonl_is_reported_with_its_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "question": "ok"}\n{not json\n', encoding="utf-8")
+    proc = _run("batch", "--in", str(bad), "--out", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 2 and "bad.jsonl:2: not valid JSON" in proc.stderr
