@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup model index run test test-fast lint eval bench clean
+.PHONY: help setup model index run browser test test-fast lint eval bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ index: setup ## build index/seeds/ if missing or out of date
 run: index ## start the chat and the API on http://127.0.0.1:7860
 	$(KAZRAG) serve
 
-test: setup ## run all tests (real-model tests included)
+browser: ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: setup browser ## run all tests (real-model tests included)
 	$(PY) -m pytest -q
 
 test-fast: setup ## tests without the real model
