@@ -35,6 +35,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from rag import library
 from rag.conversation import Turn
+from rag.generation import display_text
 from rag.pipeline import (
     Engine,
     QuestionError,
@@ -62,7 +63,8 @@ SOURCES_HEADING = {"kk": "Дереккөздер", "ru": "Источники", "
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as the schema says (no "5" or true for an integer, no 1 for a bool).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TurnIn(_Strict):
@@ -75,7 +77,7 @@ class TurnIn(_Strict):
 class ContentPart(BaseModel):
     """One part of an OpenAI message ``content`` array; only text parts are read."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str
     text: str | None = None
 
@@ -83,7 +85,7 @@ class ContentPart(BaseModel):
 class ChatMessage(BaseModel):
     """An OpenAI-style chat message (extra fields such as ``name`` are ignored)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
 
@@ -114,7 +116,7 @@ class SearchRequest(_Strict):
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions``; OpenAI parameters this bot has no use for are ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1, max_length=2 * MAX_HISTORY + 2)
     stream: bool = False
@@ -390,14 +392,21 @@ def _titles(engine: Engine) -> dict[str, str]:
 
 
 def sources_text(ans: Answer) -> str:
-    """The citations as plain text, appended to the message of an OpenAI-style reply."""
+    """The note (if any) and the citations as plain text, appended to an OpenAI-style reply.
+
+    Quotes and titles go through ``display_text`` like the answer's sentences, so a document's
+    own «[n]» cannot pose as a marker of the reply.
+    """
+    note = f"\n\n({ans.note})" if ans.note else ""
     if not ans.citations:
-        return ""
+        return note
     lines = [f"\n\n{SOURCES_HEADING.get(ans.language, 'Sources')}:"]
     for c in ans.citations:
-        quote = c.quote if len(c.quote) <= 200 else c.quote[:199].rstrip() + "…"
-        lines.append(f"[{c.marker}] {c.title} ({c.doc_id}, {c.start}–{c.end}): «{quote}»")
-    return "\n".join(lines)
+        quote = display_text(c.quote)
+        quote = quote if len(quote) <= 200 else quote[:199].rstrip() + "…"
+        title = display_text(c.title)
+        lines.append(f"[{c.marker}] {title} ({c.doc_id}, {c.start}–{c.end}): «{quote}»")
+    return note + "\n".join(lines)
 
 
 def _completion_id() -> str:

@@ -16,12 +16,16 @@ or a kill never leaves a half-written index where the old one was.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import json
 import logging
 import os
+import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -33,7 +37,7 @@ import numpy as np
 
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import Embedder
-from rag.lexical import BM25Index, LexicalConfig
+from rag.lexical import BM25Index, LexicalConfig, analyze
 from rag.schema import Chunk, Document
 
 logger = logging.getLogger(__name__)
@@ -162,6 +166,15 @@ class CorpusIndex:
     def __post_init__(self) -> None:
         self._sentence_rows = {k: i for i, k in enumerate(self.sentence_keys)}
 
+    @functools.cached_property
+    def term_idf(self) -> dict[str, float]:
+        """Inverse document frequency of each analysed term over the chunks (for sentence scoring)."""
+        df: Counter[str] = Counter()
+        for c in self.chunks:
+            df.update(set(analyze(c.text, self.lexical.config)))
+        n = len(self.chunks)
+        return {t: math.log((n + 1) / (f + 0.5)) for t, f in df.items()}
+
     def sentence_vector(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         """The stored vector of a chunk sentence, if the index has it."""
         row = self._sentence_rows.get(SentenceKey(doc_id, start, end))
@@ -210,10 +223,10 @@ def _old_cache(folder: Path, model: str) -> dict[str, np.ndarray]:
         if manifest.get("model") != model:
             return {}
         chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
-        vecs = np.load(folder / "vectors.npy")
+        vecs = np.load(folder / "vectors.npy", allow_pickle=False)
         cache = {_text_key(c.text): v for c, v in zip(chunks, vecs, strict=True)}
         keys = json.loads((folder / "sentences.json").read_text(encoding="utf-8"))
-        svecs = np.load(folder / "sentences.npy")
+        svecs = np.load(folder / "sentences.npy", allow_pickle=False)
         for (_, _, _, text), v in zip(keys, svecs, strict=True):
             cache[_text_key(text)] = v
         return cache
@@ -315,6 +328,39 @@ def build_index(
     return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_leftovers(folder: Path) -> None:
+    """Tidy up after builds of ``folder`` whose process died (a crash, a ``kill -9``).
+
+    A dead build leaves ``.{name}.tmp-<pid>`` (a half-written index: removed) and, if it died
+    between its two renames, ``.{name}.old-<pid>`` with ``folder`` itself missing: that is the
+    previous complete index, so it is renamed back. Folders of live processes are left alone.
+    """
+    folder = folder.resolve()
+    if not folder.parent.is_dir():
+        return
+    pattern = re.compile(rf"^\.{re.escape(folder.name)}\.(tmp|old)-(\d+)$")
+    for path in sorted(folder.parent.iterdir()):
+        m = pattern.match(path.name)
+        if not m or int(m.group(2)) == os.getpid() or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not folder.exists() and (path / MANIFEST).is_file():
+            logger.warning("restoring the index %s left aside by a build that died", folder)
+            os.replace(path, folder)
+        else:
+            logger.info("removing %s, left by a build that died", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _write_atomically(
     folder: Path,
     chunks: Sequence[Chunk],
@@ -328,6 +374,7 @@ def _write_atomically(
 ) -> None:
     folder = folder.resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -387,6 +434,8 @@ def load_index(
     lexical: LexicalConfig | None = None,
 ) -> CorpusIndex:
     """Load an index folder, checking its manifest against the expected settings."""
+    if not (folder / MANIFEST).is_file():
+        clean_leftovers(folder)  # a build killed between its two renames left it aside
     manifest = read_manifest(folder)
     check_manifest(manifest, folder, model, chunking, lexical)
     try:

@@ -10,14 +10,21 @@ no valid citation falls back to the evidence-first answer with a visible note.
 
 from __future__ import annotations
 
-import functools
+import atexit
+import importlib.util
+import json
 import logging
+import os
 import re
-import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +60,8 @@ REWRITE_PROMPT = (
 )
 NOTE_FALLBACK = "The language model's answer had no valid citation; showing the evidence-first answer."
 NOTE_UNAVAILABLE = "The language model is unavailable ({error}); showing the evidence-first answer."
+# A whole model answer may take this many times ``llm_timeout`` (which bounds each wait).
+ANSWER_TIMEOUTS = 3
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _SENT = re.compile(r"[^.!?…]+(?:[.!?…]+[»\"”)]*(?:\s*(?:\[\d{1,3}\])+)*|$)")
 _AFTER_MARKERS = re.compile(r"((?:\[\d{1,3}\])+)[.!?]?\s+")
@@ -75,52 +84,163 @@ MIN_OVERLAP = 0.34
 MIN_COSINE = 0.82
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# The llama.cpp server runs in a child process of its own, for three reasons. xllamacpp links
+# OpenMP (libgomp); in a process that has imported torch it shares torch's libgomp, whose
+# worker threads spin while they wait, and two spinning pools on two cores took SmolLM2 from
+# ~60 to 0.3 tokens/s. A llama.cpp abort kills the child, not the chat (the answer falls back).
+# And the child reads its stdin until EOF, so it exits when we do, even after a SIGKILL.
+_SERVE = r"""
+import json, sys
+import xllamacpp as xlc
+cfg = json.loads(sys.argv[1])
+p = xlc.CommonParams()
+p.model.path = cfg["gguf"]
+p.hostnames = ["127.0.0.1"]
+p.port = 0
+p.n_ctx = cfg["ctx"]
+p.n_predict = cfg["max_tokens"]
+p.n_parallel = 1
+p.cpuparams.n_threads = cfg["threads"]
+p.cpuparams_batch.n_threads = cfg["threads"]
+p.ui = False
+p.verbosity = 1
+server = xlc.Server(p)
+print(server.listening_address, flush=True)
+sys.stdin.read()
+del server
+"""
+# Answers are one to four sentences; the bound keeps a rambling model from holding the CPU.
+MAX_ANSWER_TOKENS = 400
+# Five 1,400-character passages of Kazakh are 2,000-4,500 tokens depending on the tokenizer,
+# so 2,048 would reject most prompts; 8,192 still costs little KV memory on a 7B model.
+LLAMACPP_CTX = 8192
+LLAMACPP_THREADS = 2
+LLAMACPP_START_TIMEOUT = 180.0
 
 
-@functools.lru_cache(maxsize=2)
-def start_llamacpp_server(gguf: str, ctx: int = 4096) -> str:
-    """Serve a GGUF file with llama.cpp (xllamacpp) on loopback; returns its base URL."""
-    try:
-        import xllamacpp as xlc
-    except ImportError as exc:
+@dataclass
+class _LlamaServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: IO[bytes]
+
+
+_servers: dict[tuple[str, int, int], _LlamaServer] = {}
+_servers_lock = threading.Lock()
+
+
+def _read_first_line(stream: IO[bytes], timeout: float) -> str:
+    """The first line of a child's stdout (its listening address); "" on timeout or exit."""
+    box: list[bytes] = []
+    # A thread, because a pipe cannot be read with a timeout portably (no select on Windows).
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return box[0].decode().strip() if box else ""
+
+
+def _log_tail(log: IO[bytes], lines: int = 5) -> str:
+    log.seek(0)
+    return " | ".join(log.read().decode(errors="replace").strip().splitlines()[-lines:])
+
+
+def start_llamacpp_server(
+    gguf: str,
+    ctx: int = LLAMACPP_CTX,
+    threads: int = LLAMACPP_THREADS,
+    timeout: float = LLAMACPP_START_TIMEOUT,
+) -> str:
+    """Serve a GGUF file with llama.cpp's OpenAI-compatible server on loopback; its ``/v1`` URL.
+
+    One server per (file, context, threads) and process, started on first use and restarted if
+    it died; :func:`stop_llamacpp_servers` (also run at exit) stops them.
+    """
+    path = Path(gguf).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"KAZRAG_LLM_GGUF={gguf!r}: no such file")
+    if importlib.util.find_spec("xllamacpp") is None:
         raise RuntimeError(
             "the llamacpp generator needs the xllamacpp wheel: pip install xllamacpp"
-        ) from exc
-    port = _free_port()
-    params = xlc.CommonParams()
-    params.model.path = gguf
-    params.n_ctx = ctx
-    params.cpuparams.n_threads = 2
-    params.endpoint_metrics = False
-    params.hostname = "127.0.0.1"
-    params.port = port
-    server = xlc.Server(params)
-    start_llamacpp_server.servers = [*getattr(start_llamacpp_server, "servers", []), server]  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{port}/v1"
+        )
+    key = (str(path.resolve()), ctx, threads)
+    with _servers_lock:
+        running = _servers.get(key)
+        if running is not None and running.proc.poll() is None:
+            return running.url
+        if running is not None:
+            logger.warning(
+                "llama.cpp server for %s exited (%s); restarting", path, _log_tail(running.log)
+            )
+            _stop(_servers.pop(key))
+        server = _spawn(key[0], ctx, threads, timeout)
+        _servers[key] = server
+        return server.url
+
+
+def _spawn(gguf: str, ctx: int, threads: int, timeout: float) -> _LlamaServer:
     import httpx
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    cfg = {"gguf": gguf, "ctx": ctx, "threads": threads, "max_tokens": MAX_ANSWER_TOKENS}
+    # Passive OpenMP waiting: spinning threads would take the cores the embedder needs.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "passive")}
+    # Errors only (verbosity 1); kept for the message if the server fails. Closed in _stop.
+    log = tempfile.TemporaryFile(prefix="kazrag-llamacpp-")  # noqa: SIM115
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, json.dumps(cfg)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+    )
+    server = _LlamaServer(proc, "", log)
+    address = _read_first_line(proc.stdout, timeout)  # type: ignore[arg-type]
+    deadline = t0 + timeout
+    while address.startswith("http") and time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return url
+            if httpx.get(f"{address}/health", timeout=2).status_code == 200:
+                server.url = f"{address}/v1"
+                took = time.monotonic() - t0
+                logger.info("llama.cpp serves %s at %s (%.1f s)", gguf, server.url, took)
+                return server
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    raise RuntimeError(f"llama.cpp server for {gguf} did not start")
+        time.sleep(0.2)
+    _stop(server)
+    why = _log_tail(log) or f"no answer within {timeout:.0f} s"
+    raise RuntimeError(f"llama.cpp server for {gguf} did not start: {why}")
+
+
+def _stop(server: _LlamaServer) -> None:
+    proc = server.proc
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()  # the child's cue to shut the server down cleanly
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    server.log.close()
+
+
+def stop_llamacpp_servers() -> None:
+    """Stop every llama.cpp server this process started."""
+    with _servers_lock:
+        while _servers:
+            _stop(_servers.popitem()[1])
+
+
+atexit.register(stop_llamacpp_servers)
 
 
 def make_chat_model(settings: Settings) -> BaseChatModel:
-    """The configured chat model: an OpenAI-compatible endpoint, or a local GGUF served by llama.cpp."""
+    """The configured chat model: an OpenAI-compatible endpoint, or a GGUF served by llama.cpp."""
     from langchain_openai import ChatOpenAI
 
     if settings.generator == "llamacpp":
-        base_url = start_llamacpp_server(str(settings.llm_gguf))
-        model = settings.llm_model or "local-gguf"
+        if not settings.llm_gguf:
+            raise ValueError("generator 'llamacpp' needs KAZRAG_LLM_GGUF (path to a .gguf file)")
+        base_url = start_llamacpp_server(settings.llm_gguf)
+        model = settings.llm_model or Path(settings.llm_gguf).stem
     else:
         base_url = settings.llm_base_url
         model = settings.llm_model or "default"
@@ -131,7 +251,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
         timeout=settings.llm_timeout,
         max_retries=0,
         temperature=0.0,
-        max_tokens=400,
+        max_tokens=MAX_ANSWER_TOKENS,
     )
 
 
@@ -256,12 +376,26 @@ def llm_answer(
     try:
         model = make_chat_model(engine.settings)
         pieces = []
-        for chunk in model.stream(build_messages(question, language, hits)):
-            piece = str(chunk.content)
-            if piece:
-                pieces.append(piece)
-                yield piece
+        # The client's timeout bounds each wait for a byte, not the whole answer: an endpoint
+        # that sends a token every second would hold the request for ever. A whole answer
+        # (max_tokens at a CPU model's few tokens a second) fits in ANSWER_TIMEOUTS timeouts.
+        deadline = time.monotonic() + ANSWER_TIMEOUTS * engine.settings.llm_timeout
+        stream = model.stream(build_messages(question, language, hits))
+        try:
+            for chunk in stream:
+                piece = str(chunk.content)
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"no complete answer in {ANSWER_TIMEOUTS * engine.settings.llm_timeout:g} s"
+                    )
+        finally:
+            stream.close()  # type: ignore[attr-defined]  # a generator: closes the connection
         raw = "".join(pieces)
+        if not raw.strip():
+            raise ValueError("the language model returned an empty answer")
     except Exception as exc:  # network errors, timeouts, bad responses: never hang or crash
         logger.warning("language model failed: %s", exc)
         return (yield from fallback(NOTE_UNAVAILABLE.format(error=type(exc).__name__)))

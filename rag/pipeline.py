@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rag.conversation import Turn, resolve
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.generation import (
@@ -161,18 +163,25 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def retrieve(engine: Engine, query: str, k: int) -> list[Hit]:
+def retrieve(
+    engine: Engine, query: str, k: int, query_vector: np.ndarray | None = None
+) -> list[Hit]:
     """Hybrid retrieval through the engine's current index."""
     with engine.lock:
         retriever = engine.retriever
-    return retriever.search(query, k)
+    return retriever.search(query, k, query_vector=query_vector)
 
 
 def extractive_answer(
-    engine: Engine, question: str, query: str, language: str, hits: Sequence[Hit]
+    engine: Engine,
+    question: str,
+    query: str,
+    language: str,
+    hits: Sequence[Hit],
+    query_vector: np.ndarray | None = None,
 ) -> tuple[str, bool, tuple, float]:
     """Compose the evidence-first answer; returns (text, abstained, citations, support)."""
-    qvec = engine.embedder.embed_queries([query])[0]
+    qvec = query_vector if query_vector is not None else engine.embedder.embed_queries([query])[0]
     scored = score_sentences(
         qvec, query, hits, engine.index, engine.generator, engine.embedder.embed_passages
     )
@@ -224,7 +233,8 @@ def stream_answer(
         raise QuestionError(f"top_k must be between 1 and 100, got {k}")
     language = detect_language(text_q)
     query = resolve(text_q, history)
-    hits = retrieve(eng, query, k)
+    qvec = eng.embedder.embed_queries([query])[0]
+    hits = retrieve(eng, query, k, qvec)
     t_ret = _ms(t0)
     t1 = time.perf_counter()
     note = None
@@ -234,7 +244,9 @@ def stream_answer(
         result = yield from llm_answer(eng, text_q, query, language, hits, history)
         text, abstained, citations, note = result
     else:
-        text, abstained, citations, _ = extractive_answer(eng, text_q, query, language, hits)
+        text, abstained, citations, _ = extractive_answer(
+            eng, text_q, query, language, hits, qvec
+        )
         yield text
     final = Answer(
         id=qid,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
@@ -46,8 +48,13 @@ class Retriever:
         """
         return self.lexical_weight * self.index.lexical.coverage(query)
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``."""
+    def search(
+        self, query: str, k: int = 5, mode: str = "hybrid", query_vector: np.ndarray | None = None
+    ) -> list[Hit]:
+        """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``.
+
+        ``query_vector`` saves a second encoding when the caller already embedded the query.
+        """
         if mode not in ("hybrid", "dense", "lexical"):
             raise ValueError(f"unknown retrieval mode {mode!r}")
         if not query.strip() or k <= 0:
@@ -56,7 +63,11 @@ class Retriever:
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
-            qv = self.embedder.embed_queries([query])
+            qv = (
+                query_vector[None, :]
+                if query_vector is not None
+                else self.embedder.embed_queries([query])
+            )
             dense = self.index.dense.search(qv, n)[0]
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical.search(query, n)

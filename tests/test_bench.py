@@ -82,13 +82,18 @@ def test_parse_scale_and_extrapolation():
 
 def _scale_run(n: int, flat_p95: float) -> bench.ScaleRun:
     lat = bench.Latency(200, flat_p95 / 2, flat_p95, flat_p95)
-    return bench.ScaleRun(n, 0.1, lat, 4 * n, 1.0, n, 1.0, lat, 0.9, 5 * n, 1.0)
+    return bench.ScaleRun(n, 0.1, lat, lat, 4 * n, 1.0, n, 1.0, lat, 0.9, 5 * n, 1.0)
 
 
 def test_flat_crossing_interpolates_log_log():
     runs = [_scale_run(1_000, 0.1), _scale_run(10_000, 1.0), _scale_run(100_000, 100.0)]
     assert bench.flat_crossing(runs, 10.0) == 32_000  # 10^(4 + 0.5): halfway in log space
     assert bench.flat_crossing(runs[:2], 10.0) is None
+    slow_default = [
+        bench.ScaleRun(**{**r.__dict__, "flat": bench.Latency(200, 20.0, 40.0, 50.0)}) for r in runs
+    ]
+    assert bench.flat_crossing(slow_default, 10.0) is None  # above the limit from the start
+    assert bench.flat_crossing(slow_default, 10.0, one_thread=True) == 32_000
 
 
 def test_write_section_creates_replaces_and_keeps_other_sections(tmp_path):
@@ -142,6 +147,8 @@ def test_main_writes_tables_with_fake_embedder(tmp_path, monkeypatch):
         "| 500 |",
         "Synthetic data",
         "Threshold check",
+        "1 thread",
+        "real vectors",
         "Command: `kazrag bench --kazqad",
     ):
         assert label in section, label

@@ -11,6 +11,7 @@ for the other split are printed for comparison, not used.
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import os
 from pathlib import Path
@@ -59,7 +60,7 @@ def best_threshold(scores: list[tuple[str, bool, str, float]], max_false: float 
         f1 = 2 * prec * rec / max(1e-9, prec + rec)
         if f1 > best_f1:
             best, best_f1 = t, f1
-    return round(best, 4)
+    return math.ceil(best * 10000) / 10000  # round up: the score itself must fall below
 
 
 def report(scores: list[tuple[str, bool, str, float]], t: float, label: str) -> None:
