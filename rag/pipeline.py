@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from rag.conversation import Turn, resolve
@@ -144,6 +145,10 @@ def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Re
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     """Build an engine (tests pass a fake embedder here)."""
     emb = embedder or SentenceTransformerEmbedder(settings.model)
+    # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
+    # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
+    # vectors is faster on one thread anyway.
+    faiss.omp_set_num_threads(1)
     index = open_index(settings, emb)
     gen = GeneratorConfig()
     if settings.abstain_threshold is not None:
@@ -154,9 +159,19 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
 
 
 @functools.lru_cache(maxsize=4)
+def _cached_engine(settings: Settings) -> Engine:
+    return make_engine(settings)
+
+
+# lru_cache does not stop two threads that miss together from both building an engine (and
+# loading the model twice): the first requests to a fresh server arrive together.
+_ENGINE_LOCK = threading.Lock()
+
+
 def get_engine(settings: Settings) -> Engine:
     """The process-wide engine for these settings (UI, API and CLI share one loaded model)."""
-    return make_engine(settings)
+    with _ENGINE_LOCK:
+        return _cached_engine(settings)
 
 
 def _ms(t0: float) -> float:

@@ -46,7 +46,8 @@ class Settings:
     llm_model: str | None = None
     llm_api_key: str | None = None
     llm_gguf: str | None = None
-    llm_timeout: float = 30.0
+    # A CPU model reads five Kazakh passages (~4k tokens) for tens of seconds before it writes.
+    llm_timeout: float = 120.0
     # Below this calibrated support score the answer abstains (see rag/generation.py).
     abstain_threshold: float | None = None
     max_question_chars: int = 2000

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hmac
 import html
 import json
 import logging
@@ -446,6 +447,15 @@ def record_feedback(settings: Settings, turn: dict[str, Any], rating: str) -> Pa
 # --- the app ----------------------------------------------------------------------------------
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}])")
+
+
+def markdown_text(text: str) -> str:
+    """Text from a document or a file name, safe inside the status Markdown: HTML escaped and
+    Markdown syntax backslashed, so a title like ``<img …>`` or ``[x](url)`` shows as typed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text))
+
+
 def _library_message(exc: Exception, lang: str) -> str:
     t = TEXT[lang]
     kinds: list[tuple[type[Exception], str]] = [
@@ -455,7 +465,7 @@ def _library_message(exc: Exception, lang: str) -> str:
         (library.DocumentProtected, t["protected"]),
     ]
     kind = next((text for cls, text in kinds if isinstance(exc, cls)), t["unreadable"])
-    return f"**{t['rejected']}:** {kind}. _{exc}_"
+    return f"**{t['rejected']}:** {kind}. _{markdown_text(str(exc))}_"
 
 
 def _upload_choices(docs: list[library.DocumentInfo]) -> list[tuple[str, str]]:
@@ -652,7 +662,9 @@ def build_ui(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                     file.read_bytes(),
                     progress=lambda f, msg: progress(f, desc=stage_text(msg, lg)),
                 )
-                message = TEXT[lg]["added"].format(title=info.title, chunks=info.chunks)
+                message = TEXT[lg]["added"].format(
+                    title=markdown_text(info.title), chunks=info.chunks
+                )
             except (library.LibraryError, SourceError) as exc:
                 message = _library_message(exc, lg)
             docs = library.list_documents(e.settings, e.index)
@@ -670,7 +682,7 @@ def build_ui(settings: Settings, engine: Engine | None = None) -> gr.Blocks:
                 return gr.update(), gr.update(), gr.update()
             try:
                 library.remove_document(e, doc_id)
-                message = TEXT[lg]["removed"].format(doc_id=doc_id)
+                message = TEXT[lg]["removed"].format(doc_id=markdown_text(doc_id))
             except (library.LibraryError, SourceError) as exc:
                 message = _library_message(exc, lg)
             docs = library.list_documents(e.settings, e.index)
@@ -767,13 +779,24 @@ def _header(lang: str) -> str:
 
 
 def mount_chat(app: FastAPI, settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """Mount the chat at ``/`` of a FastAPI app that already has the API routes."""
+    """Mount the chat at ``/`` of a FastAPI app that already has the API routes.
+
+    When the API has a token (``app.state.token``), the chat asks for it too (a login page: any
+    user name, the token as password): its own routes under ``/gradio_api`` can ask, upload and
+    remove documents, so leaving them open would bypass the token.
+    """
     demo = build_ui(settings, engine)
     demo.queue(default_concurrency_limit=4)
+    token: str | None = getattr(app.state, "token", None)
+
+    def check(_user: str, password: str) -> bool:
+        return bool(token) and hmac.compare_digest(password.encode(), str(token).encode())
+
     return gr.mount_gradio_app(
         app,
         demo,
         path="/",
+        auth=check if token else None,
         max_file_size=library.MAX_UPLOAD_BYTES,
         css=CSS,
         head=_HEAD,

@@ -1,0 +1,384 @@
+"""Load test: concurrent clients against ``kazrag serve`` on 127.0.0.1 for a fixed time.
+
+Starts ``kazrag serve`` as a child process on a free loopback port, on a temporary copy of the
+seed index (so the run never touches ``index/seeds``) and an empty temporary uploads folder,
+waits for ``/api/health``, warms every route up (the model loads on the first question), then
+runs ``--clients`` threads for ``--seconds`` (and at most ``--max-requests`` requests in all).
+Requests alternate: half ``POST /api/ask``, a quarter ``POST /v1/chat/completions`` and a quarter
+the same streamed, with the stand-alone questions of ``seeds/questions.jsonl`` in turn.
+
+Every response is checked, not just its status: the answer object's markers must match its
+citations, a completion must carry text, a stream must end with ``[DONE]`` and no error event.
+Anything else counts as an error. The server's resident memory (``/proc/<pid>/status``) is read
+after the warm-up and after the run; the run passes when there were no errors and RSS grew by at
+most ``--rss-bound-mb``. The figures are printed and written into BENCHMARKS.md between
+``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are left alone.
+
+    python -m rag.experiments.load_test                       # 16 clients, 60 s
+    python -m rag.experiments.load_test --clients 4 --seconds 10 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
+
+START = "<!-- load:start -->"
+END = "<!-- load:end -->"
+ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
+# Memory may grow a little under load (allocator arenas per worker thread, tokenizer caches),
+# but not with the number of requests: 150 MB is ~15% of a warmed-up server (~1 GB).
+RSS_BOUND_MB = 150.0
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One request: which route, how long it took, and what went wrong (``None`` if nothing)."""
+
+    endpoint: str
+    seconds: float
+    error: str | None = None
+
+
+def percentile(seconds: list[float], q: float) -> float | None:
+    """The q-th percentile of latencies given in seconds, in milliseconds (``None`` if empty)."""
+    return float(np.percentile(np.array(seconds) * 1000, q)) if seconds else None
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def questions(path: Path) -> list[str]:
+    """Stand-alone questions of the question set (follow-ups need their history)."""
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [r["question"] for r in rows if not r.get("follows")]
+
+
+def _status_kb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB."""
+    return _status_kb(pid, "VmRSS") / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far in MB (VmHWM)."""
+    return _status_kb(pid, "VmHWM") / 1024
+
+
+def _auth() -> dict[str, str]:
+    token = os.environ.get("KAZRAG_API_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@contextmanager
+def server(index: Path, uploads: Path, startup_timeout: float) -> Iterator[tuple[str, int]]:
+    """``kazrag serve`` on 127.0.0.1 until the block ends; yields (base URL, server pid)."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "rag.cli", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--index", str(index),
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "KAZRAG_UPLOADS": str(uploads),
+    }
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with code {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer within {startup_timeout:.0f} s")
+            try:
+                if httpx.get(f"{url}/api/health", headers=_auth(), timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield url, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _check_markers(text: str, citations: list[dict[str, Any]]) -> None:
+    markers = {int(m) for m in _MARKER.findall(text)}
+    cited = {int(c["marker"]) for c in citations}
+    if markers != cited:
+        raise ValueError(f"markers {sorted(markers)} do not match citations {sorted(cited)}")
+
+
+def request_once(client: httpx.Client, url: str, endpoint: str, question: str) -> None:
+    """One request, its response checked; raises on anything but a well-formed answer."""
+    if endpoint == "/api/ask":
+        r = client.post(f"{url}/api/ask", json={"question": question}, headers=_auth())
+        r.raise_for_status()
+        body = r.json()
+        if not body["answer"]:
+            raise ValueError("empty answer")
+        _check_markers(body["answer"], body["citations"])
+        return
+    messages = [{"role": "user", "content": question}]
+    if endpoint == "/v1/chat/completions":
+        r = client.post(f"{url}/v1/chat/completions", json={"messages": messages}, headers=_auth())
+        r.raise_for_status()
+        body = r.json()
+        content = body["choices"][0]["message"]["content"]
+        if not content or body["choices"][0]["finish_reason"] != "stop":
+            raise ValueError("empty or unfinished completion")
+        _check_markers(body["kazrag"]["answer"], body["citations"])
+        return
+    payload = {"messages": messages, "stream": True}
+    events: list[Any] = []
+    with client.stream(
+        "POST", f"{url}/v1/chat/completions", json=payload, headers=_auth()
+    ) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                data = line[6:]
+                events.append(data if data == "[DONE]" else json.loads(data))
+    if not events or events[-1] != "[DONE]":
+        raise ValueError("the stream did not end with [DONE]")
+    chunks = [e for e in events[:-1] if isinstance(e, dict)]
+    if any("error" in e for e in chunks):
+        raise ValueError(f"error event: {next(e for e in chunks if 'error' in e)}")
+    content = "".join(e["choices"][0]["delta"].get("content") or "" for e in chunks)
+    if not content.strip() or "citations" not in chunks[-1]:
+        raise ValueError("the stream carried no answer or no citations")
+
+
+def run_load(
+    url: str, qs: list[str], clients: int, seconds: float, max_requests: int
+) -> tuple[list[Record], float]:
+    """``clients`` threads send requests until ``seconds`` pass or ``max_requests`` are sent."""
+    records: list[Record] = []
+    lock = threading.Lock()
+    counter = iter(range(max_requests))
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        with httpx.Client(timeout=120) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                # Half /api/ask, a quarter /v1 plain, a quarter /v1 streamed.
+                endpoint = ENDPOINTS[(0, 0, 1, 2)[i % 4]]
+                t0 = time.perf_counter()
+                error = None
+                try:
+                    request_once(client, url, endpoint, qs[i % len(qs)])
+                except Exception as exc:  # counted and reported, the run goes on
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                with lock:
+                    records.append(Record(endpoint, time.perf_counter() - t0, error))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 180)  # a request in flight at the deadline may finish
+    return records, time.perf_counter() - t0
+
+
+def summarize(records: list[Record], wall: float) -> dict[str, Any]:
+    """Requests, errors, throughput and latency percentiles, per route and in all."""
+    out: dict[str, Any] = {}
+    groups = {"all": records, **{e: [r for r in records if r.endpoint == e] for e in ENDPOINTS}}
+    for name, rows in groups.items():
+        ok = [r.seconds for r in rows if r.error is None]
+        out[name] = {
+            "requests": len(rows),
+            "errors": sum(r.error is not None for r in rows),
+            "rps": len(rows) / wall if wall > 0 else 0.0,
+            "p50": percentile(ok, 50),
+            "p95": percentile(ok, 95),
+            "p99": percentile(ok, 99),
+        }
+    out["first_errors"] = [r.error for r in records if r.error][:5]
+    return out
+
+
+def _warm_up(url: str, qs: list[str]) -> None:
+    with httpx.Client(timeout=600) as client:
+        for i, endpoint in enumerate(ENDPOINTS * 2):
+            request_once(client, url, endpoint, qs[i % len(qs)])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server on a copy of the index, warm it up, load it, measure; the figures."""
+    qs = questions(args.questions)
+    with tempfile.TemporaryDirectory(prefix="kazrag-load-") as tmp:
+        index = Path(tmp) / "seeds"
+        if args.index.is_dir():
+            shutil.copytree(args.index, index)  # the server may update it: never the original
+        uploads = Path(tmp) / "uploads"
+        uploads.mkdir()
+        load_before = os.getloadavg()[0]
+        with server(index, uploads, args.startup_timeout) as (url, pid):
+            health = httpx.get(f"{url}/api/health", headers=_auth(), timeout=10).json()
+            rss_started = rss_mb(pid)
+            _warm_up(url, qs)
+            rss_before = rss_mb(pid)
+            records, wall = run_load(url, qs, args.clients, args.seconds, args.max_requests)
+            rss_after = rss_mb(pid)
+            peak = peak_rss_mb(pid)
+            alive = httpx.get(f"{url}/api/health", headers=_auth(), timeout=30).status_code
+        load_after = os.getloadavg()[0]
+    stats = summarize(records, wall)
+    growth = rss_after - rss_before
+    return {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "max_requests": args.max_requests,
+        "wall_seconds": wall,
+        "stats": stats,
+        "rss_started_mb": rss_started,
+        "rss_before_mb": rss_before,
+        "rss_after_mb": rss_after,
+        "rss_peak_mb": peak,
+        "rss_growth_mb": growth,
+        "rss_bound_mb": args.rss_bound_mb,
+        "rss_held": growth <= args.rss_bound_mb,
+        "healthy_after": alive == 200,
+        "passed": stats["all"]["errors"] == 0 and growth <= args.rss_bound_mb and alive == 200,
+        "model": health["model"],
+        "generator": health["generator"],
+        "documents": health["documents"],
+        "chunks": health["chunks"],
+        "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": load_after,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def section(f: dict[str, Any]) -> str:
+    """The markdown section (with its markers) for BENCHMARKS.md."""
+    s = f["stats"]
+    rows = "\n".join(
+        f"| {name if name != 'all' else '**all**'} | {s[name]['requests']} | {s[name]['errors']} | "
+        f"{s[name]['rps']:.2f} | {_ms(s[name]['p50'])} | {_ms(s[name]['p95'])} | "
+        f"{_ms(s[name]['p99'])} |"
+        for name in (*ENDPOINTS, "all")
+    )
+    errors = ""
+    if f["stats"]["first_errors"]:
+        errors = "\nFirst errors:\n" + "\n".join(f"- `{e}`" for e in f["stats"]["first_errors"])
+    held = "held" if f["rss_held"] else "**broken**"
+    return f"""{START}
+## Load: {f["clients"]} concurrent clients for {f["seconds"]:.0f} s
+
+`python -m rag.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
+({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
+`{f["generator"]}`; {f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
+{f["date"]}, Python {f["python"]}. Half the requests are `/api/ask`, a quarter
+`/v1/chat/completions`, a quarter the same streamed; the stand-alone questions of
+`seeds/questions.jsonl` in turn. A request counts as an error unless its response is a
+well-formed answer (markers match citations, streams end with `[DONE]`). Load average
+{f["load_before"]:.1f} before and {f["load_after"]:.1f} after the run (the machine is shared with
+other work, which inflates latencies).
+
+| route | requests | errors | requests/s | p50 ms | p95 ms | p99 ms |
+|---|---:|---:|---:|---:|---:|---:|
+{rows}
+{errors}
+Server memory (RSS): {f["rss_started_mb"]:,.0f} MB after start-up, {f["rss_before_mb"]:,.0f} MB after
+the warm-up (model loaded), {f["rss_after_mb"]:,.0f} MB after {s["all"]["requests"]} requests
+(growth {f["rss_growth_mb"]:+,.0f} MB; bound {f["rss_bound_mb"]:.0f} MB: {held}); peak
+{f["rss_peak_mb"]:,.0f} MB. The server answered `/api/health` after the run:
+{"yes" if f["healthy_after"] else "**no**"}.
+
+Latency is mostly queueing: the work is CPU-bound (query embedding and sentence scoring, one
+encoder call at a time), so {f["clients"]} clients on {f["cpus"]} cores wait in turn; throughput, not
+latency, is the figure to compare with the single-client numbers of the HTTP API section.
+{END}
+"""
+
+
+def write_report(path: Path, text: str) -> None:
+    """Replace the section between the markers, or append it; other sections stay as they are."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        new = head + text + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run, print, write BENCHMARKS.md; exit 1 on errors or memory growth."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index to copy and serve")
+    p.add_argument("--questions", type=Path, default=DEFAULT_CORPUS / "questions.jsonl")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--max-requests", type=int, default=5000, help="a bound whatever the speed")
+    p.add_argument("--rss-bound-mb", type=float, default=RSS_BOUND_MB)
+    p.add_argument("--startup-timeout", type=float, default=900.0)
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    figures = run(args)
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+    text = section(figures)
+    print(text)
+    if not args.no_write:
+        write_report(args.out, text)
+        print(f"wrote the load section of {args.out}", file=sys.stderr)
+    return 0 if figures["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
