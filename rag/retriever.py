@@ -28,7 +28,7 @@ class Retriever:
         index: CorpusIndex,
         embedder: Embedder,
         candidates: int = 30,
-        lexical_weight: float = 1.5,
+        lexical_weight: float = 2.0,
         method: str = "minmax",
         rrf_k: int = 60,
     ) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
 from rag.fusion import fuse
-from rag.index import VectorIndex
+from rag.index import VectorIndex, lexical_text
 from rag.lexical import BM25Index
 from rag.settings import DEFAULT_CORPUS
 from rag.sources import load_corpus, locate
@@ -66,7 +66,7 @@ def main() -> None:
         t0 = time.perf_counter()
         vecs = emb.embed_passages([c.text for c in chunks])
         dense_idx = VectorIndex.build(vecs, "flat")
-        bm25 = BM25Index.build([c.text for c in chunks])
+        bm25 = BM25Index.build([lexical_text(c) for c in chunks])
         rel = [
             {
                 i
