@@ -113,7 +113,7 @@ def _lines(raw: str) -> list[_Line]:
     blank = False
     pos = 0
     for piece in raw.splitlines(keepends=True):
-        # splitlines also ends lines at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029: strip what it cut at.
+        # splitlines also breaks at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029: strip any of them.
         body = piece.splitlines()[0]
         text, offs, heading = _scan_line(raw, pos, pos + len(body))
         line_end = pos + len(body)

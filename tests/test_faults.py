@@ -215,7 +215,11 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
     )
 
 
@@ -282,7 +286,10 @@ def _kill_at(script: Path, stage: str, corpus: Path, folder: Path, timeout: floa
     """Run the build in a child process, SIGKILL it when it reports ``stage``; its pid."""
     proc = subprocess.Popen(
         [sys.executable, str(script), stage, str(corpus), str(folder)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     watchdog = threading.Timer(timeout, proc.kill)  # bounded even if the child never reports
     watchdog.start()
@@ -303,9 +310,7 @@ def _kill_at(script: Path, stage: str, corpus: Path, folder: Path, timeout: floa
 
 @pytest.mark.integration
 @pytest.mark.parametrize("stage", ["embedding", "writing", "swapping"])
-def test_kill_during_a_build_leaves_the_previous_index_intact(
-    tmp_path: Path, stage: str
-) -> None:
+def test_kill_during_a_build_leaves_the_previous_index_intact(tmp_path: Path, stage: str) -> None:
     settings = _settings(tmp_path)
     engine = make_engine(settings, HashEmbedder())
     before = _ranking(engine)
@@ -372,7 +377,10 @@ def test_kill_kazrag_index_with_the_real_model(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--index", str(folder)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
@@ -399,7 +407,10 @@ def test_kill_kazrag_index_with_the_real_model(tmp_path: Path) -> None:
 
 def _chunk(text: str) -> str:
     body = {
-        "id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake",
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
     }
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
@@ -438,7 +449,7 @@ def fake_llm_app() -> FastAPI:
         if mode == "nonsense":  # fluent text with no citation at all
 
             async def nonsense() -> Iterator[str]:  # type: ignore[misc]
-                for word in "Марс планетасында алма ағаштары көп өседі .".split():
+                for word in ["Марс", "планетасында", "алма", "ағаштары", "көп", "өседі", "."]:
                     yield _chunk(word + " ")
                 yield "data: [DONE]\n\n"
 
@@ -473,7 +484,10 @@ def fake_llm() -> Iterator[str]:
 def llm_engine(tmp_path_factory: pytest.TempPathFactory, fake_llm: str) -> Engine:
     return small_engine(
         tmp_path_factory.mktemp("llm"),
-        generator="openai", llm_base_url=fake_llm, llm_model="nonsense", llm_timeout=LLM_TIMEOUT,
+        generator="openai",
+        llm_base_url=fake_llm,
+        llm_model="nonsense",
+        llm_timeout=LLM_TIMEOUT,
     )
 
 

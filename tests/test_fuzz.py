@@ -9,6 +9,7 @@ API answer 5xx; names and ids from outside never leave their folders.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import unicodedata
@@ -37,7 +38,7 @@ KAZAKH = "абвгдежзийклмнопрстуфхцчшщъыьэюяәғқ
 LETTERS = KAZAKH + "abcxyzABCXYZ"
 SPACES = " \t\u00a0"
 BREAKS = ["\n", "\r\n", "\n\n", "-\n", "-\n\n", " -\n", "\n\n\n", "\r"]
-PUNCT = ".,!?;:–—-«»\"()…•*"
+PUNCT = '.,!?;:–—-«»"()…•*'
 ODD = "\u200b\u00ad\ufeff\x00\x07\x1b\u2028\x85\ufffd😀"
 
 word = st.text(alphabet=LETTERS, min_size=1, max_size=12)
@@ -98,7 +99,7 @@ def _is_subsequence(small: str, big: str) -> bool:
 def test_clean_text_offsets_point_back_into_the_raw_text(raw: str) -> None:
     clean, offsets = clean_text(raw)
     assert len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
-    assert all(a <= b for a, b in zip(offsets, offsets[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(offsets))
     for i, ch in enumerate(clean):
         assert 0 <= offsets[i] < len(raw)
         source = raw[offsets[i]]
@@ -123,7 +124,7 @@ def test_any_clean_span_maps_to_a_raw_span_holding_it(raw: str, data: st.DataObj
     assert _is_subsequence(_skeleton(doc.clean[a:b]), _skeleton(raw[start:end]))
 
 
-# --- the chunker -----------------------------------------------------------------------------------
+# --- the chunker ---------------------------------------------------------------------------
 
 CONFIGS = [ChunkingConfig(), ChunkingConfig(120, 200, 1), ChunkingConfig(60, 80, 2)]
 
@@ -137,9 +138,7 @@ def test_chunks_and_sentences_have_exact_raw_spans(raw: str, cfg: ChunkingConfig
         assume(False)
     chunks = chunk_document(doc, cfg)
     expected = {
-        (p.start, p.end)
-        for s in split_sentences(doc)
-        for p in _split_long(s, doc, cfg.max_chars)
+        (p.start, p.end) for s in split_sentences(doc) for p in _split_long(s, doc, cfg.max_chars)
     }
     seen: set[tuple[int, int]] = set()
     for c in chunks:
@@ -227,7 +226,9 @@ json_values = st.recursive(
     | st.integers(-(10**20), 10**20)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 questions = st.one_of(
@@ -272,18 +273,32 @@ ask_bodies = st.one_of(
     json_values,
 )
 user_last = st.tuples(
-    st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
-                                    "content": sentences}), max_size=3),
-    st.one_of(sentences, questions, st.lists(
-        st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": sentences}),
+    st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "assistant", "system"]), "content": sentences}
+        ),
         max_size=3,
-    )),
+    ),
+    st.one_of(
+        sentences,
+        questions,
+        st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["text", "image_url"]), "text": sentences}
+            ),
+            max_size=3,
+        ),
+    ),
 ).map(lambda t: [*t[0], {"role": "user", "content": t[1]}])
 chat_bodies = st.one_of(
     st.fixed_dictionaries(
         {"messages": user_last},
-        optional={"stream": st.booleans(), "top_k": st.integers(1, 100), "model": st.text(max_size=20),
-                  "temperature": st.floats(0, 2)},
+        optional={
+            "stream": st.booleans(),
+            "top_k": st.integers(1, 100),
+            "model": st.text(max_size=20),
+            "temperature": st.floats(0, 2),
+        },
     ),
     st.fixed_dictionaries(
         {"messages": st.one_of(st.lists(turns, min_size=0, max_size=4), json_values)},
@@ -346,7 +361,13 @@ def test_chat_completions_never_fail_with_a_5xx(fuzz_client: TestClient, body: A
 @given(
     content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
     ctype=st.sampled_from(
-        ["application/json", "text/plain", "application/x-www-form-urlencoded", "", "multipart/form-data"]
+        [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "",
+            "multipart/form-data",
+        ]
     ),
     path=st.sampled_from(["/api/ask", "/api/search", "/v1/chat/completions", "/api/documents"]),
 )
@@ -362,8 +383,9 @@ def test_raw_bodies_never_fail_with_a_5xx(
 
 @FUZZ
 @given(
-    name=st.tuples(st.text(max_size=60), st.sampled_from(list(library.ALLOWED_SUFFIXES) + [".exe", ""]))
-    .map("".join),
+    name=st.tuples(
+        st.text(max_size=60), st.sampled_from([*library.ALLOWED_SUFFIXES, ".exe", ""])
+    ).map("".join),
     data=st.one_of(
         st.binary(max_size=400),
         st.text(max_size=400).map(str.encode),

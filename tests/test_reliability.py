@@ -93,7 +93,12 @@ BAD_UPLOADS: list[tuple[str, bytes, int, str]] = [
     ("cp1251.txt", CYRILLIC_RU.encode("cp1251"), 422, "UTF-8"),
     ("kz1048.txt", KAZAKH.encode("kz1048"), 422, "UTF-8"),
     ("utf16-no-bom.txt", KAZAKH.encode("utf-16-le"), 422, "binary"),
-    ("corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n" + bytes(range(256)) * 8, 422, "PDF"),
+    (
+        "corrupt.pdf",
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n" + bytes(range(256)) * 8,
+        422,
+        "PDF",
+    ),
     ("truncated.pdf", make_pdf(["Almaty is the largest city."])[:300], 422, "PDF"),
     ("scan.pdf", blank_pdf(), 422, "no text layer"),
     ("corrupt.docx", b"PK\x03\x04" + b"\x00" * 100, 422, "docx"),
@@ -110,7 +115,10 @@ BAD_UPLOADS: list[tuple[str, bytes, int, str]] = [
 def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
 
@@ -290,7 +298,7 @@ def test_api_malformed_bodies_are_4xx_json(
     r = client.post(path, content=content, headers={"Content-Type": ctype})
     assert 400 <= r.status_code < 500, r.text
     error = r.json()["error"]
-    assert (error["message"] if path.startswith("/v1") else error)
+    assert error["message"] if path.startswith("/v1") else error
 
 
 @pytest.mark.parametrize(
@@ -384,7 +392,9 @@ def test_api_100_mb_upload_is_refused_and_changes_nothing(
         yield b"\r\n--x--\r\n"
 
     r = client.post(
-        "/api/documents", content=body(), headers={"Content-Type": "multipart/form-data; boundary=x"}
+        "/api/documents",
+        content=body(),
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
     )
     assert r.status_code == 413 and "limit" in r.json()["error"]
     assert snapshot(engine) == before
@@ -402,7 +412,13 @@ def test_api_utf16_upload_is_accepted_as_text(own: tuple[TestClient, Engine]) ->
 
 @pytest.mark.parametrize(
     "name",
-    ["../../../../evil.txt", "..\\..\\evil.txt", "/etc/cron.d/evil.txt", ".evil.txt", "ev\x00il.txt"],
+    [
+        "../../../../evil.txt",
+        "..\\..\\evil.txt",
+        "/etc/cron.d/evil.txt",
+        ".evil.txt",
+        "ev\x00il.txt",
+    ],
 )
 def test_api_upload_names_cannot_leave_the_uploads_folder(
     own: tuple[TestClient, Engine], tmp_path: Path, name: str
@@ -586,8 +602,7 @@ def test_concurrent_first_requests_load_one_engine(
     settings = small_engine(tmp_path).settings.replace(top_k=4)  # a fresh cache key
     got: list[Engine] = []
     threads = [
-        threading.Thread(target=lambda: got.append(pipeline.get_engine(settings)))
-        for _ in range(8)
+        threading.Thread(target=lambda: got.append(pipeline.get_engine(settings))) for _ in range(8)
     ]
     for t in threads:
         t.start()
@@ -613,11 +628,31 @@ def test_load_script_summary_and_report(tmp_path: Path) -> None:
     assert stats["all"]["p99"] < 9900  # failed requests do not count in the latencies
     assert stats["first_errors"] == ["HTTPStatusError: 500"]
     figures = {
-        "clients": 16, "seconds": 60, "stats": stats, "rss_started_mb": 700.0,
-        "rss_before_mb": 900.0, "rss_after_mb": 950.0, "rss_peak_mb": 990.0,
-        "rss_growth_mb": 50.0, "rss_bound_mb": 150.0, "rss_held": True, "healthy_after": True,
-        "model": "m", "generator": "extractive", "documents": 5, "chunks": 77, "cpus": 2,
-        "load_before": 1.0, "load_after": 2.0, "python": "3.11", "date": "today",
+        "clients": 16,
+        "seconds": 60,
+        "stats": stats,
+        "rss_started_mb": 700.0,
+        "rss_warm_mb": 850.0,
+        "warmup_seconds": 20,
+        "warmup_requests": 300,
+        "warmup_errors": 0,
+        "rss_samples": [(0.0, 900.0), (5.0, 920.0), (10.0, 930.0)],
+        "rss_before_mb": 900.0,
+        "rss_after_mb": 950.0,
+        "rss_peak_mb": 990.0,
+        "rss_growth_mb": 50.0,
+        "rss_bound_mb": 150.0,
+        "rss_held": True,
+        "healthy_after": True,
+        "model": "m",
+        "generator": "extractive",
+        "documents": 5,
+        "chunks": 77,
+        "cpus": 2,
+        "load_before": 1.0,
+        "load_after": 2.0,
+        "python": "3.11",
+        "date": "today",
     }
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# Benchmarks\n\n<!-- api:start -->\nkeep me\n<!-- api:end -->\n", "utf-8")
@@ -625,5 +660,5 @@ def test_load_script_summary_and_report(tmp_path: Path) -> None:
     lt.write_report(bench, lt.section(figures))  # replaced, not appended
     text = bench.read_text(encoding="utf-8")
     assert "keep me" in text and text.count(lt.START) == 1 == text.count(lt.END)
-    assert "p99" in text and "growth +50 MB; bound 150 MB: held" in text
+    assert "p99" in text and "+50 MB, bound 150 MB: held" in text and "10: 930" in text
     assert "HTTPStatusError: 500" in text

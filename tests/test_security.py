@@ -120,7 +120,9 @@ def test_document_markup_and_brackets_in_api_replies(evil_engine: Engine) -> Non
         assert {int(m) for m in MARKER.findall(body["answer"])} == {
             x["marker"] for x in body["citations"]
         }
-        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]})
+        r = c.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]}
+        )
         content = r.json()["choices"][0]["message"]["content"]
         real = {x["marker"] for x in r.json()["citations"]}
         # Answer and the sources block below it: the only [n] are the reply's own markers.
@@ -201,7 +203,9 @@ def test_no_code_path_can_unpickle() -> None:
                 kw = {k.arg: k.value for k in node.keywords}
                 flag = kw.get("allow_pickle")
                 if not (isinstance(flag, ast.Constant) and flag.value is False):
-                    problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: np.load without allow_pickle=False")
+                    problems.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno}: np.load, no allow_pickle=False"
+                    )
     assert problems == []
 
 
@@ -232,7 +236,9 @@ def test_the_model_folder_holds_no_pickled_weights() -> None:
     folder = default_e5_folder()
     if not folder.is_dir():
         pytest.skip(f"the model folder {folder} is not built yet")
-    weights = [p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    weights = [
+        p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+    ]
     assert weights == []
     assert any(p.suffix == ".safetensors" for p in folder.rglob("*"))
 
@@ -314,7 +320,7 @@ CHAT_ROUTES = [
 
 
 def test_the_chat_wants_the_token_too(served_app: Any) -> None:
-    app, engine = served_app
+    app, _ = served_app
     with TestClient(app) as c:
         for method, path in CHAT_ROUTES:
             assert c.request(method, path).status_code == 401, path
@@ -369,7 +375,8 @@ def _raw_upload(url: str, path: str, field: str, *, send_mb: int, chunked: bool)
     and read the status line. Returns (status line, MB sent)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        head += "Content-Type: multipart/form-data; boundary=x\r\n"
         head += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {100 << 20}\r\n"
         s.sendall((head + "\r\n").encode())
 
@@ -433,7 +440,7 @@ from tests.test_ui_browser import browser, page, served  # noqa: E402, F401  (fi
 
 
 @pytest.mark.integration
-def test_hostile_document_in_the_browser(page: Any, tmp_path: Path) -> None:
+def test_hostile_document_in_the_browser(page: Any, tmp_path: Path) -> None:  # noqa: F811
     page.evaluate("window.__pwned = false")
     for name, text in (("evil.txt", EVIL), ("evil-title.md", EVIL_TITLE)):
         doc = tmp_path / name
@@ -452,5 +459,7 @@ def test_hostile_document_in_the_browser(page: Any, tmp_path: Path) -> None:
             found = page.locator(f"{area} {tag}")
             assert found.count() == 0, (area, tag, page.inner_html(area)[:2000])
     # Every marker link in the answer points at a card that exists.
-    hrefs = page.eval_on_selector_all("#kz-chat a.kz-cite", "els => els.map(e => e.getAttribute('href'))")
+    hrefs = page.eval_on_selector_all(
+        "#kz-chat a.kz-cite", "els => els.map(e => e.getAttribute('href'))"
+    )
     assert hrefs and all(page.locator(h).count() == 1 for h in hrefs)
