@@ -40,7 +40,7 @@ run: index ## start the chat and the API on http://127.0.0.1:7860
 browser: ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: setup browser ## run all tests (real-model tests included)
+test: setup browser index ## run all tests (real-model tests included)
 	$(PY) -m pytest -q
 
 test-fast: setup ## tests without the real model

@@ -78,7 +78,7 @@ def _boundaries(para: str) -> Iterator[int]:
             closing_quote = "»" in m.group()
             if closing_quote:
                 depth = max(0, depth - m.group().count("»"))
-            starts_new = nxt == "" or nxt.isupper() or nxt.isdigit() or nxt in "«\"–—-•("
+            starts_new = nxt == "" or nxt.isupper() or nxt.isdigit() or nxt in '«"–—-•('
             long_quote = depth > 0 and end - last > 400
             if (
                 starts_new
@@ -129,7 +129,11 @@ def _split_long(sentence: Sentence, doc: Document, max_chars: int) -> list[Sente
     text = sentence.text
     offset = 0
     while offset < len(text):
-        cut = len(text) if len(text) - offset <= max_chars else text.rfind(" ", offset, offset + max_chars)
+        cut = (
+            len(text)
+            if len(text) - offset <= max_chars
+            else text.rfind(" ", offset, offset + max_chars)
+        )
         if cut <= offset:
             cut = min(len(text), offset + max_chars)
         part = text[offset:cut].strip()

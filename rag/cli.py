@@ -52,8 +52,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     docs = corpus_documents(s)
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
     index = build_index(
-        docs, s.index, SentenceTransformerEmbedder(s.model), s.chunking,
-        kind=args.kind, show_progress=not args.quiet, corpus=s.corpus,
+        docs,
+        s.index,
+        SentenceTransformerEmbedder(s.model),
+        s.chunking,
+        kind=args.kind,
+        show_progress=not args.quiet,
+        corpus=s.corpus,
     )
     m = index.manifest
     print(
@@ -95,7 +100,9 @@ def _print_answer(ans: Any) -> None:
     elif ans.abstained and ans.retrieved:
         print("\nClosest passages:")
         for h in ans.retrieved[:3]:
-            print(f"  {h.rank}. {h.chunk.doc_id} [{h.chunk.start}:{h.chunk.end}] {h.chunk.text[:200]}…")
+            print(
+                f"  {h.rank}. {h.chunk.doc_id} [{h.chunk.start}:{h.chunk.end}] {h.chunk.text[:200]}…"
+            )
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -254,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="evaluate on a question set or KazQAD")
     _common(sp)
-    sp.add_argument("--questions", type=Path, help="question set JSONL (default seeds/questions.jsonl)")
+    sp.add_argument(
+        "--questions", type=Path, help="question set JSONL (default seeds/questions.jsonl)"
+    )
     sp.add_argument("--split", choices=["dev", "test", "all"], default="test")
     sp.add_argument("--kazqad", type=Path, help="KazQAD validation JSONL (open-book benchmark)")
     sp.add_argument("--out", type=Path, default=Path("reports/eval"))

@@ -44,19 +44,30 @@ LEAD = {
 # Answer-type cues: the question word tells what the answer sentence should contain.
 _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "date": (
-        re.compile(r"\b(қашан|қай жыл|қай күн|когда|в каком году|какого числа|when|what year|what date)", re.I),
-        re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b|"
-                   r"қаңтар|ақпан|наурыз|сәуір|мамыр|маусым|шілде|тамыз|қыркүйек|қазан|қараша|желтоқсан", re.I),
+        re.compile(
+            r"\b(қашан|қай жыл|қай күн|когда|в каком году|какого числа|when|what year|what date)",
+            re.I,
+        ),
+        re.compile(
+            r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b|"
+            r"қаңтар|ақпан|наурыз|сәуір|мамыр|маусым|шілде|тамыз|қыркүйек|қазан|қараша|желтоқсан",
+            re.I,
+        ),
     ),
     "number": (
         re.compile(r"\b(қанша|неше|сколько|how many|how much|what number)", re.I),
         # a count, not a year: «2011 жылы» does not answer «қанша?»
-        re.compile(r"\b(?!(?:19|20)\d\d\b)\d+|\b(бір|екі|үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|оннан|ондаған|жүз|мың)\b", re.I),
+        re.compile(
+            r"\b(?!(?:19|20)\d\d\b)\d+|\b(бір|екі|үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|оннан|ондаған|жүз|мың)\b",
+            re.I,
+        ),
     ),
     "person": (
         re.compile(r"\b(кім|кімнің|кімге|кімді|кто|кого|кому|who|whom|whose)\b", re.I),
-        re.compile(r"(?<!^)(?<![.!?] )\b[А-ЯӘҒҚҢӨҰҮҺІ][а-яәғқңөұүһі]+(ұлы|қызы|ов|ова|ев|ева|ин|ина|баев|бекова)\b"
-                   r"|\b[А-ЯӘҒҚҢӨҰҮҺІ]\. ?[А-ЯӘҒҚҢӨҰҮҺІ]"),
+        re.compile(
+            r"(?<!^)(?<![.!?] )\b[А-ЯӘҒҚҢӨҰҮҺІ][а-яәғқңөұүһі]+(ұлы|қызы|ов|ова|ев|ева|ин|ина|баев|бекова)\b"
+            r"|\b[А-ЯӘҒҚҢӨҰҮҺІ]\. ?[А-ЯӘҒҚҢӨҰҮҺІ]"
+        ),
     ),
     "reason": (
         re.compile(r"\b(неге|не үшін|себебі не|почему|зачем|по какой причине|why)\b", re.I),
@@ -268,9 +279,7 @@ def display_text(sentence: str) -> str:
     return _SOURCE_BRACKETS.sub(r"(\1)", text)
 
 
-def compose(
-    chosen: Sequence[ScoredSentence], language: str
-) -> tuple[str, tuple[Citation, ...]]:
+def compose(chosen: Sequence[ScoredSentence], language: str) -> tuple[str, tuple[Citation, ...]]:
     """The answer text with a marker after each sentence, and the citations behind the markers."""
     citations = []
     parts = []

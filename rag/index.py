@@ -335,7 +335,10 @@ def build_index(
     _write_atomically(folder, chunks, vectors, dense, bm25, keys, texts, sentence_vectors, manifest)
     logger.info(
         "indexed %d chunks (%d newly embedded) from %d documents in %.1fs",
-        len(chunks), new_chunks, len(docs), time.perf_counter() - t0,
+        len(chunks),
+        new_chunks,
+        len(docs),
+        time.perf_counter() - t0,
     )
     return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)
 
@@ -430,7 +433,9 @@ def check_manifest(
             f"chunking: index has {manifest.get('chunking')}, asked for {chunking.to_json()}"
         )
     if lexical is not None and manifest.get("lexical") != lexical.to_json():
-        problems.append(f"lexical: index has {manifest.get('lexical')}, asked for {lexical.to_json()}")
+        problems.append(
+            f"lexical: index has {manifest.get('lexical')}, asked for {lexical.to_json()}"
+        )
     if problems:
         raise IndexMismatch(
             f"index at {folder} does not match the settings ("

@@ -45,11 +45,16 @@ def detect_language(text: str, default: str = "kk") -> str:
         return default
     if lat > cyr:
         return "en"
-    if any(ch in _KAZAKH_LETTERS for ch in text):
-        return "kk"
     words = [w.lower() for w in _WORD.findall(text)]
     kk = sum(w in _KAZAKH_WORDS for w in words)
     ru = sum(w in _RUSSIAN_WORDS for w in words)
+    kazakh_spelled = sum(any(ch in _KAZAKH_LETTERS for ch in w) for w in words)
+    if kazakh_spelled:
+        # A Kazakh name or title inside a Russian question («Мың бала», «Бәйтерек») does not
+        # make it Kazakh: with Russian function words and few Kazakh-spelled words it is Russian.
+        if ru > kk and kazakh_spelled * 3 < len(words):
+            return "ru"
+        return "kk"
     if kk != ru:
         return "kk" if kk > ru else "ru"
     try:

@@ -46,6 +46,7 @@ def _bm25s() -> Any:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
 
+
 __all__ = [
     "DEFAULT_CONFIG",
     "STOPWORDS_VERSION",

@@ -59,7 +59,9 @@ REWRITE_PROMPT = (
     "language, resolving pronouns and references from the earlier turns. Reply with the "
     "question only.\n\n{history}\nLast question: {question}"
 )
-NOTE_FALLBACK = "The language model's answer had no valid citation; showing the evidence-first answer."
+NOTE_FALLBACK = (
+    "The language model's answer had no valid citation; showing the evidence-first answer."
+)
 NOTE_UNAVAILABLE = "The language model is unavailable ({error}); showing the evidence-first answer."
 # A whole model answer may take this many times ``llm_timeout`` (which bounds each wait).
 ANSWER_TIMEOUTS = 3
@@ -77,6 +79,8 @@ def _sentences(text: str) -> list[str]:
         for m in _SENT.finditer(line)
         if m.group().strip()
     ]
+
+
 # A sentence is supported by its passage when enough of its stems occur there, or (for a
 # Russian or English sentence about a Kazakh passage, which shares no stems) when its embedding
 # is close to one of the passage's sentences. 0.82 sits between the e5 cosines of matching
@@ -192,7 +196,10 @@ def _spawn(gguf: str, ctx: int, threads: int, timeout: float) -> _LlamaServer:
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", _SERVE, json.dumps(cfg)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
     )
     server = _LlamaServer(proc, "", log)
     address = _read_first_line(proc.stdout, timeout)  # type: ignore[arg-type]
@@ -285,7 +292,8 @@ class CheckedAnswer:
 def _is_abstention(text: str, language: str) -> bool:
     low = text.lower()
     return any(ABSTAIN[lang].lower().rstrip(".") in low for lang in ABSTAIN) or (
-        not _MARKER.search(text) and any(w in low for w in ("not contain", "нет ответа", "жауап жоқ"))
+        not _MARKER.search(text)
+        and any(w in low for w in ("not contain", "нет ответа", "жауап жоқ"))
     )
 
 
@@ -348,8 +356,15 @@ def check_answer(
                 best = sents[_best_sentence(sents, vecs, sv)]
                 numbering[n] = len(numbering) + 1
                 citations.append(
-                    Citation(numbering[n], chunk.doc_id, chunk.title, chunk.chunk_id,
-                             best.start, best.end, best.text)
+                    Citation(
+                        numbering[n],
+                        chunk.doc_id,
+                        chunk.title,
+                        chunk.chunk_id,
+                        best.start,
+                        best.end,
+                        best.text,
+                    )
                 )
             marks.append(f"[{numbering[n]}]")
         parts.append(f"{body} {''.join(marks)}")
@@ -375,7 +390,9 @@ def llm_answer(
     """Stream a model answer, then check it; fall back to the evidence-first answer if needed."""
     from rag.pipeline import extractive_answer
 
-    def fallback(note: str) -> Generator[str, None, tuple[str, bool, tuple[Citation, ...], str | None]]:
+    def fallback(
+        note: str,
+    ) -> Generator[str, None, tuple[str, bool, tuple[Citation, ...], str | None]]:
         text, abstained, citations, _ = extractive_answer(engine, question, query, language, hits)
         yield text
         return text, abstained, citations, note

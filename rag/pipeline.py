@@ -71,7 +71,11 @@ def clean_question(question: object, max_chars: int) -> str:
 def corpus_documents(settings: Settings) -> list[Document]:
     """The documents of the corpus folder plus the uploaded ones (uploads may be empty)."""
     docs = load_corpus(settings.corpus)
-    if settings.uploads is not None and settings.uploads.is_dir() and corpus_files(settings.uploads):
+    if (
+        settings.uploads is not None
+        and settings.uploads.is_dir()
+        and corpus_files(settings.uploads)
+    ):
         known = {d.doc_id for d in docs}
         docs += [d for d in load_corpus(settings.uploads) if d.doc_id not in known]
     return docs
@@ -137,8 +141,12 @@ class Engine:
 
 def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Retriever:
     return Retriever(
-        index, embedder, candidates=settings.candidates,
-        lexical_weight=settings.lexical_weight, method=settings.fusion, rrf_k=settings.rrf_k,
+        index,
+        embedder,
+        candidates=settings.candidates,
+        lexical_weight=settings.lexical_weight,
+        method=settings.fusion,
+        rrf_k=settings.rrf_k,
     )
 
 
@@ -259,9 +267,7 @@ def stream_answer(
         result = yield from llm_answer(eng, text_q, query, language, hits, history)
         text, abstained, citations, note = result
     else:
-        text, abstained, citations, _ = extractive_answer(
-            eng, text_q, query, language, hits, qvec
-        )
+        text, abstained, citations, _ = extractive_answer(eng, text_q, query, language, hits, qvec)
         yield text
     final = Answer(
         id=qid,

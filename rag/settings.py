@@ -90,7 +90,9 @@ def from_env(**overrides: Any) -> Settings:
             try:
                 values[attr] = typ(raw)
             except ValueError as exc:
-                raise ValueError(f"KAZRAG_{env_name}={raw!r} is not a valid {typ.__name__}") from exc
+                raise ValueError(
+                    f"KAZRAG_{env_name}={raw!r} is not a valid {typ.__name__}"
+                ) from exc
     chunk_target, chunk_overlap = _env("CHUNK_CHARS"), _env("CHUNK_OVERLAP")
     if chunk_target or chunk_overlap:
         base = ChunkingConfig()

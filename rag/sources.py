@@ -25,7 +25,7 @@ SUPPORTED_SUFFIXES = (".txt", ".md")
 
 # A line ending in one of these closes a sentence; a following capitalised line starts a new
 # paragraph. PDF extraction breaks lines mid-sentence, so anything else is joined with a space.
-_SENTENCE_END = tuple(".!?:;»\"”)")
+_SENTENCE_END = tuple('.!?:;»"”)')
 _BULLET = re.compile(r"^(?:[-–—•*]|\d{1,3}[.)]|[а-яәғқңөұүһіa-z][.)])\s")
 _HEADING = re.compile(r"^(#{1,6})\s+")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -191,7 +191,7 @@ def _starts_paragraph(prev: _Line, line: _Line, blank_breaks: bool) -> bool:
         return True
     if _BULLET.match(line.text):
         return True
-    if first in "«\"“–—-•":
+    if first in '«"“–—-•':
         return prev.text.endswith(_SENTENCE_END) or prev.blank_before or line.blank_before
     if prev.text.endswith(_SENTENCE_END) and (first.isupper() or first.isdigit()):
         return True

@@ -26,7 +26,9 @@ def _args(index_dir):
 @pytest.mark.model
 def test_index_then_search_json(index_dir, capsys):
     capsys.readouterr()
-    assert main(["search", "Қордай ауданындағы қақтығыс", "-k", "3", "--json", *_args(index_dir)]) == 0
+    assert (
+        main(["search", "Қордай ауданындағы қақтығыс", "-k", "3", "--json", *_args(index_dir)]) == 0
+    )
     hits = json.loads(capsys.readouterr().out)
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert all({"doc_id", "chunk_id", "start", "end", "score", "text"} <= set(h) for h in hits)
@@ -87,7 +89,11 @@ def test_batch_uses_a_prebuilt_index_as_is(tmp_path, capsys):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 

@@ -74,7 +74,9 @@ def test_save_load_search_identity(tmp_path, seed_docs, hash_embedder):
     assert loaded.chunks == built.chunks
     q = hash_embedder.embed_queries(["Қордай ауданындағы қақтығыс", "Ассамблея төрағасы"])
     assert loaded.dense.search(q, 5) == built.dense.search(q, 5)
-    assert loaded.lexical.search("Ассамблея төрағасы", 5) == built.lexical.search("Ассамблея төрағасы", 5)
+    assert loaded.lexical.search("Ассамблея төрағасы", 5) == built.lexical.search(
+        "Ассамблея төрағасы", 5
+    )
     assert np.array_equal(loaded.sentence_vectors, built.sentence_vectors)
 
 

@@ -29,3 +29,9 @@ def test_detects_the_three_languages(text, lang):
 def test_no_letters_falls_back_to_default():
     assert detect_language("123 ?!") == "kk"
     assert detect_language("😀", default="en") == "en"
+
+
+def test_kazakh_names_inside_russian_questions_stay_russian():
+    assert detect_language("Сколько детей получили помощь в рамках акции «Мың бала»?") == "ru"
+    assert detect_language("Кто живёт в селе Бәйтерек?") == "ru"
+    assert detect_language("Бәйтерек ауылында кім тұрады?") == "kk"

@@ -45,7 +45,16 @@ def raw():
 def test_answer_object_shape(engine, raw):
     ans = answer("Қордай оқиғасы қашан болды?", engine=engine, qid="x1")
     data = ans.to_json()
-    assert set(data) >= {"id", "question", "answer", "language", "abstained", "citations", "retrieved", "timings_ms"}
+    assert set(data) >= {
+        "id",
+        "question",
+        "answer",
+        "language",
+        "abstained",
+        "citations",
+        "retrieved",
+        "timings_ms",
+    }
     assert data["id"] == "x1" and data["language"] == "kk" and not data["abstained"]
     assert set(data["timings_ms"]) == {"retrieve", "generate", "total"}
     assert len(data["retrieved"]) == engine.settings.top_k
@@ -73,9 +82,7 @@ def test_russian_and_english_get_a_lead_and_quotes(engine, raw, question, lang, 
 
 
 def test_abstention_returns_closest_passages(engine, tmp_path):
-    strict = make_engine(
-        engine.settings.replace(abstain_threshold=99.0), embedder=engine.embedder
-    )
+    strict = make_engine(engine.settings.replace(abstain_threshold=99.0), embedder=engine.embedder)
     for q, text in [
         ("Роза Ақылбекова қай жылы туған?", "Құжаттарда бұл сұраққа жауап жоқ."),
         ("Сколько лет Розе?", "В документах нет ответа"),
@@ -90,7 +97,9 @@ def test_followup_uses_history(engine):
     first = "Жансейіт Түймебаев Қордайда қандай кездесулер өткізді?"
     plain = answer("Ал оның себептері қандай?", engine=engine)
     followed = answer("Ал оның себептері қандай?", [Turn(first, "")], engine=engine)
-    assert [h.chunk.chunk_id for h in plain.retrieved] != [h.chunk.chunk_id for h in followed.retrieved]
+    assert [h.chunk.chunk_id for h in plain.retrieved] != [
+        h.chunk.chunk_id for h in followed.retrieved
+    ]
 
 
 def test_stream_yields_text_then_the_answer(engine):
@@ -101,7 +110,13 @@ def test_stream_yields_text_then_the_answer(engine):
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [("", "empty"), ("   \n\t ", "empty"), ("\x00\x01", "empty"), ("ә" * 5000, "too long"), (None, "string")],
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("\x00\x01", "empty"),
+        ("ә" * 5000, "too long"),
+        (None, "string"),
+    ],
 )
 def test_bad_questions_are_rejected_clearly(engine, bad, message):
     with pytest.raises(QuestionError, match=message):

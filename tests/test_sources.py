@@ -65,14 +65,25 @@ def test_locate_finds_quotes_across_line_breaks(seed_docs):
     span = locate(doc, "шұғыл түрде жан-жақты және барынша объективті тексеру")
     assert span is not None
     start, end = span
-    assert _skeleton(doc.raw[start:end]) == _skeleton("шұғыл түрде жан-жақты және барынша объективті тексеру")
+    assert _skeleton(doc.raw[start:end]) == _skeleton(
+        "шұғыл түрде жан-жақты және барынша объективті тексеру"
+    )
     assert locate(doc, "бұл сөйлем құжатта жоқ мүлдем") is None
     assert locate(doc, "") is None
 
 
 @pytest.mark.parametrize(
     "raw",
-    ["a", "😀", "Қ", " \n ", "жан-\n\nжақты", "word " * 5000, "Привет, Қазақстан! Hello 😀 world.", "\t\r\n#\n"],
+    [
+        "a",
+        "😀",
+        "Қ",
+        " \n ",
+        "жан-\n\nжақты",
+        "word " * 5000,
+        "Привет, Қазақстан! Hello 😀 world.",
+        "\t\r\n#\n",
+    ],
 )
 def test_edge_inputs_keep_offsets(raw):
     clean, offsets = clean_text(raw)
@@ -124,4 +135,4 @@ def test_make_document_maps_spans():
     a = doc.clean.index("екінші")
     s, e = doc.raw_span(a, a + len("екінші жол"))
     assert doc.raw[s:e] == "екінші жол"
-    assert re.sub(r"\s+", " ", doc.raw[doc.offsets[0]:]) == doc.clean
+    assert re.sub(r"\s+", " ", doc.raw[doc.offsets[0] :]) == doc.clean

@@ -67,9 +67,13 @@ def main() -> None:
                     sp and c.doc_id == d and c.start < sp[1] and sp[0] < c.end for d, sp in spans
                 )
         n = len(cases)
-        results.append((allkeys / n, prec_hits / max(1, prec_n), dict(zip(grid, values, strict=True))))
+        results.append(
+            (allkeys / n, prec_hits / max(1, prec_n), dict(zip(grid, values, strict=True)))
+        )
     results.sort(key=lambda x: -(x[0] + 0.5 * x[1]))
-    print(f"{len(cases)} answerable {args.split} questions; best settings (keyfacts_all, cit. precision):")
+    print(
+        f"{len(cases)} answerable {args.split} questions; best settings (keyfacts_all, cit. precision):"
+    )
     for kf, pr, params in results[:12]:
         print(f"  {kf:.3f} {pr:.3f} {params}")
     base = next(x for x in results if x[2] == {k: getattr(GeneratorConfig(), k) for k in grid})

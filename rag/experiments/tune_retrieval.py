@@ -43,7 +43,9 @@ def main() -> None:
     # Follow-ups are searched with the previous question (as the pipeline does offline).
     all_rows = {
         r["id"]: r
-        for r in (json.loads(x) for x in (DEFAULT_CORPUS / "questions.jsonl").read_text().splitlines())
+        for r in (
+            json.loads(x) for x in (DEFAULT_CORPUS / "questions.jsonl").read_text().splitlines()
+        )
     }
     queries, spans = [], []
     for r in rows:
@@ -51,9 +53,7 @@ def main() -> None:
         if r.get("follows"):
             q = f"{all_rows[r['follows']]['question']} {q}"
         queries.append(q)
-        spans.append(
-            [(e["doc_id"], locate(by_id[e["doc_id"]], e["text"])) for e in r["evidence"]]
-        )
+        spans.append([(e["doc_id"], locate(by_id[e["doc_id"]], e["text"])) for e in r["evidence"]])
     emb = SentenceTransformerEmbedder()
     qv = emb.embed_queries(queries)
     print(f"{len(rows)} answerable {args.split} questions")
@@ -61,7 +61,9 @@ def main() -> None:
     pairs = [tuple(int(x) for x in p.split("/")) for p in args.chunks.split(",")]
     weights = [float(w) for w in args.weights.split(",")]
     for target, overlap in pairs:
-        cfg = ChunkingConfig(target_chars=target, max_chars=max(1400, target + 400), overlap=overlap)
+        cfg = ChunkingConfig(
+            target_chars=target, max_chars=max(1400, target + 400), overlap=overlap
+        )
         chunks = chunk_corpus(docs, cfg)
         t0 = time.perf_counter()
         vecs = emb.embed_passages([c.text for c in chunks])
@@ -81,10 +83,12 @@ def main() -> None:
         modes = {"dense": dense, "lexical": lexical}
         for w in weights:
             modes[f"rrf w_lex={w}"] = [
-                fuse([d, lx], [1.0, w * bm25.coverage(q)], "rrf") for d, lx, q in zip(dense, lexical, queries, strict=True)
+                fuse([d, lx], [1.0, w * bm25.coverage(q)], "rrf")
+                for d, lx, q in zip(dense, lexical, queries, strict=True)
             ]
             modes[f"minmax w_lex={w}"] = [
-                fuse([d, lx], [1.0, w * bm25.coverage(q)], "minmax") for d, lx, q in zip(dense, lexical, queries, strict=True)
+                fuse([d, lx], [1.0, w * bm25.coverage(q)], "minmax")
+                for d, lx, q in zip(dense, lexical, queries, strict=True)
             ]
         for name, ranked in modes.items():
             h1 = h5 = mrr = 0.0
@@ -98,8 +102,9 @@ def main() -> None:
             label = f"{target}/{overlap} ({len(chunks)}ch)"
             print(f"{label:<22} {name:<26} {h1 / n:6.3f} {h5 / n:6.3f} {mrr / n:6.3f}")
         tokens = [len(emb.model.tokenize(["passage: " + c.text])["input_ids"][0]) for c in chunks]
-        print(f"   embed {len(chunks)} chunks: {time.perf_counter() - t0:.1f}s, max tokens {max(tokens)}")
-
+        print(
+            f"   embed {len(chunks)} chunks: {time.perf_counter() - t0:.1f}s, max tokens {max(tokens)}"
+        )
 
 
 if __name__ == "__main__":
