@@ -261,7 +261,7 @@ def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[Sc
 
 
 def _contains(a: Sentence, b: Sentence) -> bool:
-    return a.start <= b.start and b.end <= a.end or b.start <= a.start and a.end <= b.end
+    return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
 
 
 _SOURCE_BRACKETS = re.compile(r"\[([^\[\]]{0,40})\]")

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import json
 import logging
+import math
 import os
 import re
 import shutil

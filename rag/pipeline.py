@@ -41,9 +41,8 @@ from rag.index import (
 from rag.language import detect_language
 from rag.lexical import LexicalConfig
 from rag.retriever import Retriever
-from rag.schema import Answer, Hit
+from rag.schema import Answer, Document, Hit
 from rag.settings import Settings
-from rag.schema import Document
 from rag.sources import corpus_files, load_corpus
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from. ``Document.raw_span`` then maps any clean span back to the raw file.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import unicodedata
@@ -118,7 +119,7 @@ def _lines(raw: str) -> list[_Line]:
         text, offs, heading = _scan_line(raw, pos, pos + len(body))
         line_end = pos + len(body)
         pos += len(piece)
-        if not text or _PAGE_NUMBER.match(text) or not _LETTER.search(text) and len(text) < 3:
+        if not text or _PAGE_NUMBER.match(text) or (not _LETTER.search(text) and len(text) < 3):
             blank = True
             continue
         out.append(_Line(text, tuple(offs), heading, blank, line_end))
@@ -174,7 +175,7 @@ def _blank_lines_are_breaks(lines: list[_Line]) -> bool:
     Decide per document: if most lines after a blank line follow a sentence end, blank lines
     mean paragraph breaks there.
     """
-    after_blank = [(p, ln) for p, ln in zip(lines, lines[1:]) if ln.blank_before]
+    after_blank = [(p, ln) for p, ln in itertools.pairwise(lines) if ln.blank_before]
     if not after_blank:
         return False
     ended = sum(p.text.endswith(_SENTENCE_END) or p.heading for p, _ in after_blank)
@@ -229,7 +230,7 @@ def clean_text(raw: str, vocabulary: set[str] | None = None) -> tuple[str, tuple
             b.offsets.append(off)
         prev = line
     clean = "".join(b.chars)
-    return clean, tuple(b.offsets) + (len(raw),)
+    return clean, (*tuple(b.offsets), len(raw))
 
 
 _GENERIC_HEADINGS = re.compile(r"мазмұны|содержание|content|мәлімет", re.IGNORECASE)

@@ -11,9 +11,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Hypothesis (also inside schemathesis) keeps a cache folder; keep it out of the working tree.
-import tempfile  # noqa: E402
+import tempfile
 
-from hypothesis import configuration as _hyp_conf  # noqa: E402
+from hypothesis import configuration as _hyp_conf
 
 _hyp_conf.set_hypothesis_home_dir(tempfile.mkdtemp(prefix="kazrag-hypothesis-"))
 

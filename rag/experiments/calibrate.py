@@ -11,8 +11,8 @@ for the other split are printed for comparison, not used.
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
 import os
 from pathlib import Path
 

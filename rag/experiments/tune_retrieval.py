@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
 from rag.fusion import fuse
