@@ -47,9 +47,6 @@ from rag.index import HNSW_THRESHOLD, VectorIndex, build_index
 from rag.schema import Document
 from rag.settings import Settings
 
-SECTION_START = "<!-- bench:start -->"
-SECTION_END = "<!-- bench:end -->"
-
 # Targets from the issues: build within 10% of the bare encoder, retrieval p95 <= 20 ms and a
 # full offline answer p95 <= 500 ms on the seed corpus, model loaded.
 TARGET_RATIO = 0.9
@@ -769,16 +766,29 @@ def render(
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the bench section of ``path`` (created if missing); other sections stay as is."""
-    block = f"{SECTION_START}\n{body.rstrip()}\n{SECTION_END}"
+def section_markers(name: str) -> tuple[str, str]:
+    """The comment lines that delimit a command's section of BENCHMARKS.md."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+SECTION_START, SECTION_END = section_markers("bench")
+
+
+def write_section(path: Path, body: str, name: str = "bench") -> None:
+    """Replace the ``name`` section of ``path`` (created if missing); other sections stay as is.
+
+    Every figure-writing command (bench, api_bench, load_test) owns one section of
+    BENCHMARKS.md between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+    """
+    start_mark, end_mark = section_markers(name)
+    block = f"{start_mark}\n{body.rstrip()}\n{end_mark}"
     text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
+    start, end = text.find(start_mark), text.find(end_mark)
     if start >= 0 and end > start:
-        text = text[:start] + block + text[end + len(SECTION_END) :]
+        text = text[:start] + block + text[end + len(end_mark) :]
     elif start >= 0 or end >= 0:
         raise ValueError(
-            f"{path} has only one of {SECTION_START} / {SECTION_END} (or in the wrong order); "
+            f"{path} has only one of {start_mark} / {end_mark} (or in the wrong order); "
             "fix the markers or remove them"
         )
     else:

@@ -22,10 +22,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 logger = logging.getLogger("kazrag")
 
 
-class UsageError(Exception):
-    """A problem with the command's input; printed as one line, exit code 2."""
-
-
 def _settings(args: argparse.Namespace) -> Any:
     from rag.settings import from_env
 
@@ -146,30 +142,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append(Turn(ans.question, ans.answer))
 
 
-def _read_questions(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise UsageError(f"questions file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "id" not in row or "question" not in row:
-                raise UsageError(f"{path}:{n}: each line needs at least 'id' and 'question'")
-            rows.append(row)
-    return rows
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
     from rag.conversation import Turn
+    from rag.evaluation import load_questions
     from rag.pipeline import QuestionError, answer, get_engine
 
-    rows = _read_questions(Path(args.inp))
+    rows = load_questions(Path(args.inp))
     s = _settings(args)
     engine = get_engine(s)
     out = Path(args.out)
@@ -302,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (UsageError, QuestionError, SourceError, IndexUnavailable, ValueError) as exc:
+    except (QuestionError, SourceError, IndexUnavailable, ValueError) as exc:
         print(f"kazrag {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

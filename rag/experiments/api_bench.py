@@ -36,10 +36,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from rag.bench import write_section
 from rag.settings import DEFAULT_CORPUS, PROJECT_ROOT
-
-START = "<!-- api:start -->"
-END = "<!-- api:end -->"
 
 
 def free_port() -> int:
@@ -210,8 +208,7 @@ def section(f: dict[str, Any]) -> str:
     table = "\n".join(
         f"| {label} | {f[key + '_p50']:.0f} ms | {f[key + '_p95']:.0f} ms |" for label, key in rows
     )
-    return f"""{START}
-## HTTP API
+    return f"""## HTTP API
 
 `python -m rag.experiments.api_bench` — `kazrag serve` on 127.0.0.1, seed corpus
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
@@ -233,20 +230,7 @@ language-model generator (`KAZRAG_GENERATOR=openai|llamacpp`) tokens stream as t
 them. The work is CPU-bound (query embedding and sentence scoring), and on a machine shared
 with other jobs these figures move by up to 2× between runs: compare runs made at a similar
 load average.
-{END}
 """
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the section between the markers, or append it; other sections stay as they are."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(figures)
     print(text)
     if not args.no_write:
-        write_section(args.out, text)
+        write_section(args.out, text, "api")
         print(f"wrote the HTTP API section of {args.out}", file=sys.stderr)
     return 0
 

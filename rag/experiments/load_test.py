@@ -43,10 +43,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from rag.bench import write_section
 from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
 
-START = "<!-- load:start -->"
-END = "<!-- load:end -->"
 ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
 # Once warmed up under the same concurrency, memory must not grow with the number of requests:
 # 150 MB (~12% of a warmed-up server) leaves room for allocator noise, not for a leak.
@@ -359,8 +358,7 @@ def section(f: dict[str, Any]) -> str:
         errors = "\nFirst errors:\n" + "\n".join(f"- `{e}`" for e in f["stats"]["first_errors"])
     held = "held" if f["rss_held"] else "**broken**"
     samples = ", ".join(f"{t:.0f}: {mb:,.0f}" for t, mb in f.get("rss_samples", [])[::2]) or "–"
-    return f"""{START}
-## Load: {f["clients"]} concurrent clients for {f["seconds"]:.0f} s
+    return f"""## Load: {f["clients"]} concurrent clients for {f["seconds"]:.0f} s
 
 `python -m rag.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
@@ -389,20 +387,7 @@ threads and their allocator arenas once), {f["rss_after_mb"]:,.0f} MB after the
 Latency is mostly queueing: the work is CPU-bound (query embedding and sentence scoring, one
 encoder call at a time), so {f["clients"]} clients on {f["cpus"]} cores wait in turn; throughput,
 not latency, is the figure to compare with the single-client numbers of the HTTP API section.
-{END}
 """
-
-
-def write_report(path: Path, text: str) -> None:
-    """Replace the section between the markers, or append it; other sections stay as they are."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(figures)
     print(text)
     if not args.no_write:
-        write_report(args.out, text)
+        write_section(args.out, text, "load")
         print(f"wrote the load section of {args.out}", file=sys.stderr)
     return 0 if figures["passed"] else 1
 
