@@ -165,10 +165,9 @@ def _read_questions(path: Path) -> list[dict[str, Any]]:
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
     from rag.conversation import Turn
-    from rag.evaluation import load_questions
     from rag.pipeline import QuestionError, answer, get_engine
 
-    rows = load_questions(Path(args.inp))
+    rows = _read_questions(Path(args.inp))
     s = _settings(args)
     engine = get_engine(s)
     out = Path(args.out)

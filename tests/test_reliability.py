@@ -656,9 +656,10 @@ def test_load_script_summary_and_report(tmp_path: Path) -> None:
     }
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# Benchmarks\n\n<!-- api:start -->\nkeep me\n<!-- api:end -->\n", "utf-8")
-    lt.write_report(bench, lt.section(figures))
-    lt.write_report(bench, lt.section(figures))  # replaced, not appended
+    lt.write_section(bench, lt.section(figures), "load")
+    lt.write_section(bench, lt.section(figures), "load")  # replaced, not appended
     text = bench.read_text(encoding="utf-8")
-    assert "keep me" in text and text.count(lt.START) == 1 == text.count(lt.END)
+    assert "keep me" in text
+    assert text.count("<!-- load:start -->") == 1 == text.count("<!-- load:end -->")
     assert "p99" in text and "+50 MB, bound 150 MB: held" in text and "10: 930" in text
     assert "HTTPStatusError: 500" in text
