@@ -169,9 +169,12 @@ def score_sentences(
             cands[i] = (cands[i][0], cands[i][1], v)
     out = []
     for s, hit, vec in cands:
-        # Captions, names and headings («Роза Ақылбекова.») embed close to any question on
-        # their topic but answer nothing.
+        # Captions and names («Роза Ақылбекова.») embed close to any question on their topic
+        # but answer nothing.
         if vec is None or len(_WORDS.findall(s.text)) < 4:
+            continue
+        # The document's title repeats the question's topic words but states no answer.
+        if s.text.strip(" .") == hit.chunk.title.strip(" .…"):
             continue
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(q_terms, set(analyze(s.text)), index.term_idf)
