@@ -56,12 +56,17 @@ def questions(path: Path) -> list[str]:
 
 
 @contextmanager
-def server(port: int, index: Path | None, startup_timeout: float) -> Iterator[str]:
-    """Run ``kazrag serve`` on 127.0.0.1:port until the block ends; yields its base URL."""
+def server(
+    port: int, index: Path | None, startup_timeout: float, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run ``kazrag serve`` on 127.0.0.1:port until the block ends; yields (base URL, pid).
+
+    The load test (rag/experiments/load_test.py) starts its server through this too.
+    """
     cmd = [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if index is not None:
         cmd += ["--index", str(index)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,7 +82,7 @@ def server(port: int, index: Path | None, startup_timeout: float) -> Iterator[st
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        yield url
+        yield url, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -162,7 +167,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     qs = questions(args.questions)
     port = args.port or free_port()
     load_before = os.getloadavg()[0]
-    with server(port, args.index, args.startup_timeout) as url, httpx.Client(timeout=300) as c:
+    with (
+        server(port, args.index, args.startup_timeout) as (url, _),
+        httpx.Client(timeout=300) as c,
+    ):
         health = c.get(f"{url}/api/health", headers=_auth()).json()
         for q in qs[:2]:  # warm-up: first-call costs (tokenizer caches, FAISS pages)
             ask_once(c, url, q)

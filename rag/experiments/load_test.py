@@ -28,14 +28,11 @@ import os
 import platform
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ import httpx
 import numpy as np
 
 from rag.bench import write_section
+from rag.experiments import api_bench
 from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
 
 ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
@@ -104,51 +102,9 @@ def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-@contextmanager
 def server(index: Path, uploads: Path, startup_timeout: float) -> Iterator[tuple[str, int]]:
     """``kazrag serve`` on 127.0.0.1 until the block ends; yields (base URL, server pid)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "rag.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--index",
-        str(index),
-    ]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "KAZRAG_UPLOADS": str(uploads),
-    }
-    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with code {proc.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer within {startup_timeout:.0f} s")
-            try:
-                if httpx.get(f"{url}/api/health", headers=_auth(), timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        yield url, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return api_bench.server(free_port(), index, startup_timeout, {"KAZRAG_UPLOADS": str(uploads)})
 
 
 def _check_markers(text: str, citations: list[dict[str, Any]]) -> None:
