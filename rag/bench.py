@@ -43,7 +43,7 @@ import numpy as np
 
 from rag.chunking import chunk_corpus
 from rag.embedding import Embedder, SentenceTransformerEmbedder
-from rag.index import HNSW_THRESHOLD, VectorIndex, build_index
+from rag.index import HNSW_THRESHOLD, VectorIndex, build_index, search_text
 from rag.schema import Document
 from rag.settings import Settings
 
@@ -226,7 +226,7 @@ def passage_texts(docs: Sequence[Document], settings: Settings) -> tuple[list[st
             if key not in seen:  # overlapping chunks share sentences; build_index embeds one
                 seen.add(key)
                 sentences.append(s.text)
-    return [c.text for c in chunks], sentences
+    return [search_text(c) for c in chunks], sentences
 
 
 def spread(items: Sequence[str], cap: int) -> list[str]:

@@ -27,7 +27,7 @@ class Retriever:
         index: CorpusIndex,
         embedder: Embedder,
         candidates: int = 30,
-        lexical_weight: float = 2.0,
+        lexical_weight: float = 1.5,
         method: str = "minmax",
         rrf_k: int = 60,
     ) -> None:

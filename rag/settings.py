@@ -37,11 +37,11 @@ class Settings:
     # Candidates each retriever contributes before fusion.
     candidates: int = 30
     # Fusion of the dense and lexical lists: min-max score fusion with the lexical list weighted
-    # 2.0 (dense 1.0) measured best on the dev split, ahead of reciprocal-rank fusion (and on
-    # KazQAD too; see BENCHMARKS.md).
+    # 1.5 (dense 1.0) measured best on the dev split, ahead of reciprocal-rank fusion (see
+    # BENCHMARKS.md).
     fusion: str = "minmax"
     rrf_k: int = 60
-    lexical_weight: float = 2.0
+    lexical_weight: float = 1.5
     generator: str = "extractive"
     llm_base_url: str | None = None
     llm_model: str | None = None

@@ -84,7 +84,7 @@ def test_manifest_describes_the_index(tmp_path, seed_docs, hash_embedder):
     folder = tmp_path / "idx"
     build_index(seed_docs, folder, hash_embedder)
     m = json.loads((folder / "manifest.json").read_text())
-    assert m["format_version"] == 2
+    assert m["format_version"] == 3
     assert m["model"] == "hash-embedder" and m["dimension"] == 64 and m["normalized"] is True
     assert m["chunking"] == ChunkingConfig().to_json()
     assert len(m["corpus_hash"]) == 64

@@ -17,7 +17,7 @@ from pathlib import Path
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
 from rag.fusion import fuse
-from rag.index import VectorIndex, lexical_text
+from rag.index import VectorIndex, search_text
 from rag.lexical import BM25Index
 from rag.settings import DEFAULT_CORPUS
 from rag.sources import load_corpus, locate
@@ -65,9 +65,9 @@ def main() -> None:
         )
         chunks = chunk_corpus(docs, cfg)
         t0 = time.perf_counter()
-        vecs = emb.embed_passages([c.text for c in chunks])
+        vecs = emb.embed_passages([search_text(c) for c in chunks])
         dense_idx = VectorIndex.build(vecs, "flat")
-        bm25 = BM25Index.build([lexical_text(c) for c in chunks])
+        bm25 = BM25Index.build([search_text(c) for c in chunks])
         rel = [
             {
                 i
