@@ -142,32 +142,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append(Turn(ans.question, ans.answer))
 
 
-def _read_questions(path: Path) -> list[dict[str, Any]]:
-    """Rows of a batch file. Unlike the evaluation's reader, a row whose question is empty or
-    malformed is kept: batch answers it with a per-row error instead of refusing the file."""
-    if not path.is_file():
-        raise ValueError(f"questions file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "id" not in row or "question" not in row:
-                raise ValueError(f"{path}:{n}: each line needs at least 'id' and 'question'")
-            rows.append(row)
-    return rows
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
     from rag.conversation import Turn
+    from rag.evaluation import load_questions
     from rag.pipeline import QuestionError, answer, get_engine
 
-    rows = _read_questions(Path(args.inp))
+    rows = load_questions(Path(args.inp), strict=False)
     s = _settings(args)
     engine = get_engine(s)
     out = Path(args.out)

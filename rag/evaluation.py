@@ -97,8 +97,12 @@ class EvalError(ValueError):
 # =========================================================================== question set
 
 
-def load_questions(path: Path) -> list[dict[str, Any]]:
-    """Read a question-set JSONL file; every line needs ``id`` and ``question``."""
+def load_questions(path: Path, strict: bool = True) -> list[dict[str, Any]]:
+    """Read a question-set JSONL file; every line needs ``id`` and ``question``.
+
+    ``strict=False`` (``kazrag batch``) keeps a row whose question is empty or not a string, so
+    that it gets its own per-row error instead of the whole file being refused.
+    """
     if not path.is_file():
         raise EvalError(f"questions file not found: {path}")
     rows: list[dict[str, Any]] = []
@@ -110,7 +114,10 @@ def load_questions(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise EvalError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not row.get("id") or not row.get("question"):
+            needs = ("id", "question")
+            if not isinstance(row, dict) or not all(
+                (k in row) if not strict else row.get(k) for k in needs
+            ):
                 raise EvalError(f"{path}:{n}: each line needs at least 'id' and 'question'")
             row["id"] = str(row["id"])
             rows.append(row)

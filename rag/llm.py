@@ -22,16 +22,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from rag.generation import ABSTAIN
 from rag.lexical import analyze
-from rag.schema import Citation, Hit, Sentence
+from rag.schema import Chunk, Citation, Hit, Sentence
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
@@ -297,25 +298,24 @@ def _is_abstention(text: str, language: str) -> bool:
     )
 
 
-def _best_sentence(chunk_sents: Sequence[Sentence], vecs: np.ndarray, sv: np.ndarray) -> int:
-    return int(np.argmax(vecs @ sv)) if len(chunk_sents) else 0
-
-
 def check_answer(
     raw: str,
     language: str,
     hits: Sequence[Hit],
-    embed_query: Any,
-    embed_passages: Any,
+    embed_query: Callable[[Sequence[str]], np.ndarray],
+    sentence_vectors: Callable[[Chunk], np.ndarray],
 ) -> CheckedAnswer:
-    """Verify a model answer against the passages it cites (see the module docstring)."""
+    """Verify a model answer against the passages it cites (see the module docstring).
+
+    ``sentence_vectors(chunk)`` gives one vector per sentence of the chunk (the index stores
+    them, so nothing is embedded again); each answer sentence is embedded once.
+    """
     text = raw.strip()
     if not text or _is_abstention(text, language):
         return CheckedAnswer(ABSTAIN[language], (), True, 0)
-    sentences = _sentences(text)
-    kept: list[tuple[str, list[int]]] = []
+    kept: list[tuple[str, np.ndarray, list[int]]] = []
     dropped = 0
-    for sent in sentences:
+    for sent in _sentences(text):
         refs = [int(n) for n in _MARKER.findall(sent)]
         valid = [n for n in dict.fromkeys(refs) if 1 <= n <= len(hits)]
         body = _MARKER.sub("", sent).strip()
@@ -329,14 +329,11 @@ def check_answer(
         for n in valid:
             chunk = hits[n - 1].chunk
             overlap = len(s_terms & set(analyze(chunk.text))) / max(1, len(s_terms))
-            if overlap >= MIN_OVERLAP:
-                supported.append(n)
-                continue
-            vecs = embed_passages([s.text for s in chunk.sentences]) if chunk.sentences else None
-            if vecs is not None and float(np.max(vecs @ sv)) >= MIN_COSINE:
+            vecs = sentence_vectors(chunk)
+            if overlap >= MIN_OVERLAP or (len(vecs) and float(np.max(vecs @ sv)) >= MIN_COSINE):
                 supported.append(n)
         if supported:
-            kept.append((body, supported))
+            kept.append((body, sv, supported))
         else:
             dropped += 1
     if not kept:
@@ -345,29 +342,30 @@ def check_answer(
     numbering: dict[int, int] = {}
     citations: list[Citation] = []
     parts = []
-    for body, refs in kept:
-        sv = embed_query([body])[0]
-        marks = []
+    for body, sv, refs in kept:
         for n in refs:
-            if n not in numbering:
-                chunk = hits[n - 1].chunk
-                sents = chunk.sentences or (Sentence(chunk.text, chunk.start, chunk.end),)
-                vecs = embed_passages([s.text for s in sents])
-                best = sents[_best_sentence(sents, vecs, sv)]
-                numbering[n] = len(numbering) + 1
-                citations.append(
-                    Citation(
-                        numbering[n],
-                        chunk.doc_id,
-                        chunk.title,
-                        chunk.chunk_id,
-                        best.start,
-                        best.end,
-                        best.text,
-                    )
+            if n in numbering:
+                continue
+            chunk = hits[n - 1].chunk
+            vecs = sentence_vectors(chunk)
+            best = (
+                chunk.sentences[int(np.argmax(vecs @ sv))]
+                if chunk.sentences
+                else Sentence(chunk.text, chunk.start, chunk.end)
+            )
+            numbering[n] = len(numbering) + 1
+            citations.append(
+                Citation(
+                    numbering[n],
+                    chunk.doc_id,
+                    chunk.title,
+                    chunk.chunk_id,
+                    best.start,
+                    best.end,
+                    best.text,
                 )
-            marks.append(f"[{numbering[n]}]")
-        parts.append(f"{body} {''.join(marks)}")
+            )
+        parts.append(f"{body} {''.join(f'[{numbering[n]}]' for n in refs)}")
     return CheckedAnswer(" ".join(parts), tuple(citations), False, dropped)
 
 
@@ -377,6 +375,30 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn
     out = model.invoke(REWRITE_PROMPT.format(history=turns, question=question))
     text = str(out.content).strip().strip('"«»')
     return text if 3 <= len(text) <= 500 else question
+
+
+def standalone_question(
+    settings: Settings, question: str, history: Sequence[Turn], fallback: str
+) -> str:
+    """The model's standalone rewrite of a follow-up; ``fallback`` (the offline one) on failure."""
+    try:
+        return rewrite_question(make_chat_model(settings), question, history)
+    except Exception as exc:  # a dead or slow endpoint must not block the answer
+        logger.warning("question rewrite failed (%s); using the offline resolution", exc)
+        return fallback
+
+
+def sentence_vectors(engine: Engine, chunk: Chunk) -> np.ndarray:
+    """The stored vectors of a chunk's sentences; any the index lacks are embedded."""
+    stored = [engine.index.sentence_vector(chunk.doc_id, s.start, s.end) for s in chunk.sentences]
+    missing = [i for i, v in enumerate(stored) if v is None]
+    if missing:
+        fresh = engine.embedder.embed_passages([chunk.sentences[i].text for i in missing])
+        for i, v in zip(missing, fresh, strict=True):
+            stored[i] = v
+    if not stored:
+        return np.zeros((0, engine.embedder.dim), dtype=np.float32)
+    return np.stack(stored)
 
 
 def llm_answer(
@@ -424,7 +446,7 @@ def llm_answer(
         logger.warning("language model failed: %s", exc)
         return (yield from fallback(NOTE_UNAVAILABLE.format(error=type(exc).__name__)))
     checked = check_answer(
-        raw, language, hits, engine.embedder.embed_queries, engine.embedder.embed_passages
+        raw, language, hits, engine.embedder.embed_queries, partial(sentence_vectors, engine)
     )
     if checked.abstained:
         return checked.text, True, (), None

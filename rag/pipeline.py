@@ -20,7 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.conversation import Turn, resolve
+from rag.conversation import Turn, is_followup, resolve
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.generation import (
     GeneratorConfig,
@@ -255,6 +255,10 @@ def stream_answer(
         raise QuestionError(f"top_k must be between 1 and 100, got {k}")
     language = detect_language(text_q)
     query = resolve(text_q, history)
+    if cfg.generator != "extractive" and history and is_followup(text_q):
+        from rag.llm import standalone_question
+
+        query = standalone_question(cfg, text_q, history, fallback=query)
     qvec = eng.embedder.embed_queries([query])[0]
     hits = retrieve(eng, query, k, qvec)
     t_ret = _ms(t0)

@@ -125,3 +125,41 @@ def test_passages_cannot_rewrite_the_system_prompt():
     assert "Ignore previous" not in system[1]
     assert "Ignore previous" in user[1]
     assert "not instructions" in system[1]
+
+
+def test_a_followup_is_rewritten_by_the_model_before_retrieval(engine, monkeypatch):
+    from rag.conversation import Turn
+
+    sent = _passage_sentence(engine)
+    rewrite = "Жансейіт Түймебаев Қордайда кімдермен кездесті?"
+    prompts = script(monkeypatch, rewrite, f"{sent} [1]")
+    import rag.pipeline
+
+    real_retrieve = rag.pipeline.retrieve
+    asked: list[str] = []
+
+    def recording_retrieve(eng, query, k, qv=None):
+        asked.append(query)
+        return real_retrieve(eng, query, k, qv)
+
+    monkeypatch.setattr(rag.pipeline, "retrieve", recording_retrieve)
+    history = [Turn("Жансейіт Түймебаев кім?", "Ассамблея төрағасының орынбасары [1]")]
+    ans = answer("Ал ол кімдермен кездесті?", history, engine=engine)
+    assert asked == [rewrite]  # retrieval used the model's standalone question
+    assert ans.citations
+    assert len(prompts) == 1  # one streamed answer; the rewrite went through invoke
+
+
+def test_a_failing_rewrite_falls_back_to_the_offline_resolution(engine, monkeypatch):
+    from rag.conversation import Turn
+
+    history = [Turn("Жансейіт Түймебаев кім?", "")]
+    assert (
+        llm.standalone_question(
+            engine.settings.replace(llm_base_url="http://127.0.0.1:9/v1", llm_timeout=2),
+            "Ал ол кімдермен кездесті?",
+            history,
+            fallback="offline",
+        )
+        == "offline"
+    )

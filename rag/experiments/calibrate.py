@@ -11,12 +11,12 @@ for the other split are printed for comparison, not used.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from pathlib import Path
 
 from rag.conversation import Turn, resolve
+from rag.evaluation import load_questions
 from rag.generation import score_sentences, support
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env
@@ -25,11 +25,7 @@ from rag.settings import DEFAULT_CORPUS, from_env
 def support_scores(split: str, index: Path | None) -> list[tuple[str, bool, str, float]]:
     """(id, answerable, lang, support) for each question of the split."""
     engine = get_engine(from_env(index=index))
-    rows = [
-        json.loads(x)
-        for x in (DEFAULT_CORPUS / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if x.strip()
-    ]
+    rows = load_questions(DEFAULT_CORPUS / "questions.jsonl")
     by_id = {r["id"]: r for r in rows}
     out = []
     for r in rows:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 
 from rag.conversation import Turn, resolve
+from rag.evaluation import load_questions
 from rag.generation import GeneratorConfig, compose, score_sentences, select
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env
@@ -30,11 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     engine = get_engine(from_env())
     docs = {d.doc_id: d for d in load_corpus(DEFAULT_CORPUS)}
-    rows = [
-        json.loads(x)
-        for x in (DEFAULT_CORPUS / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if x.strip()
-    ]
+    rows = load_questions(DEFAULT_CORPUS / "questions.jsonl")
     by_id = {r["id"]: r for r in rows}
     cases = []
     for r in rows:

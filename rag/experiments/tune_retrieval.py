@@ -9,23 +9,17 @@ scored by hit@1/@5 and MRR@10, a chunk counting as relevant when it overlaps an 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
+from rag.evaluation import load_questions
 from rag.fusion import fuse
 from rag.index import VectorIndex, search_text
 from rag.lexical import BM25Index
 from rag.settings import DEFAULT_CORPUS
 from rag.sources import load_corpus, locate
-
-
-def _questions(path: Path, split: str) -> list[dict]:
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [r for r in rows if r["answerable"] and (split == "all" or r["split"] == split)]
 
 
 def main() -> None:
@@ -38,14 +32,10 @@ def main() -> None:
     args = ap.parse_args()
     docs = load_corpus(DEFAULT_CORPUS)
     by_id = {d.doc_id: d for d in docs}
-    rows = _questions(DEFAULT_CORPUS / "questions.jsonl", args.split)
+    everything = load_questions(DEFAULT_CORPUS / "questions.jsonl")
+    rows = [r for r in everything if r["answerable"] and args.split in ("all", r["split"])]
     # Follow-ups are searched with the previous question (as the pipeline does offline).
-    all_rows = {
-        r["id"]: r
-        for r in (
-            json.loads(x) for x in (DEFAULT_CORPUS / "questions.jsonl").read_text().splitlines()
-        )
-    }
+    all_rows = {r["id"]: r for r in everything}
     queries, spans = [], []
     for r in rows:
         q = r["question"]
