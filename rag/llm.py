@@ -6,7 +6,8 @@ Any OpenAI-compatible endpoint works (vLLM, llama.cpp server, Ollama, a hosted A
 loopback and reached the same way. A model's answer is never shown unchecked: markers that
 point at no passage are removed, a sentence that its cited passage does not support is dropped,
 and an answer left with no valid citation falls back to the evidence-first answer with a
-visible note.
+visible note. Streaming goes sentence by sentence: a sentence is shown once it has passed the
+checks, so a streamed answer never shows text that the final answer does not have.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,11 +64,13 @@ REWRITE_PROMPT = (
 NOTE_FALLBACK = (
     "The language model's answer had no valid citation; showing the evidence-first answer."
 )
+NOTE_CUT = "The language model stopped early ({error}); its checked sentences are shown."
 NOTE_UNAVAILABLE = "The language model is unavailable ({error}); showing the evidence-first answer."
 # A whole model answer may take this many times ``llm_timeout`` (which bounds each wait).
 ANSWER_TIMEOUTS = 3
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _SENT = re.compile(r"[^.!?…]+(?:[.!?…]+[»\"”)]*(?:\s*(?:\[\d{1,3}\])+)*|$)")
+_PARTIAL_MARKER = re.compile(r"\s*\[\d{0,3}$")
 _AFTER_MARKERS = re.compile(r"((?:\[\d{1,3}\])+)[.!?]?\s+")
 
 
@@ -298,65 +301,57 @@ def _is_abstention(text: str, language: str) -> bool:
     )
 
 
-def check_answer(
-    raw: str,
-    language: str,
-    hits: Sequence[Hit],
-    embed_query: Callable[[Sequence[str]], np.ndarray],
-    sentence_vectors: Callable[[Chunk], np.ndarray],
-) -> CheckedAnswer:
-    """Verify a model answer against the passages it cites (see the module docstring).
+class AnswerChecker:
+    """Checks a model answer sentence by sentence, so that each can be shown once it passes.
 
-    ``sentence_vectors(chunk)`` gives one vector per sentence of the chunk (the index stores
-    them, so nothing is embedded again); each answer sentence is embedded once.
+    :meth:`add` takes one sentence with its markers and returns it as it will appear in the
+    answer (markers renumbered compactly in order of first use) or ``None`` when it is dropped:
+    no marker points at a passage, or no cited passage supports it. ``sentence_vectors(chunk)``
+    gives one vector per sentence of the chunk (the index stores them, so nothing is embedded
+    again); each answer sentence is embedded once.
     """
-    text = raw.strip()
-    if not text or _is_abstention(text, language):
-        return CheckedAnswer(ABSTAIN[language], (), True, 0)
-    kept: list[tuple[str, np.ndarray, list[int]]] = []
-    dropped = 0
-    for sent in _sentences(text):
-        refs = [int(n) for n in _MARKER.findall(sent)]
-        valid = [n for n in dict.fromkeys(refs) if 1 <= n <= len(hits)]
-        body = _MARKER.sub("", sent).strip()
-        body = re.sub(r"\s+([.,;:!?])", r"\1", body)
-        if not valid:
-            dropped += 1 if refs or body else 0
-            continue
+
+    def __init__(
+        self,
+        language: str,
+        hits: Sequence[Hit],
+        embed_query: Callable[[Sequence[str]], np.ndarray],
+        sentence_vectors: Callable[[Chunk], np.ndarray],
+    ) -> None:
+        self.language = language
+        self.hits = hits
+        self.embed_query = embed_query
+        self.sentence_vectors = sentence_vectors
+        self.parts: list[str] = []
+        self.citations: list[Citation] = []
+        self.numbering: dict[int, int] = {}
+        self.dropped = 0
+
+    def _supported_by(self, body: str, sv: np.ndarray, refs: Sequence[int]) -> list[int]:
         s_terms = set(analyze(body))
-        sv = embed_query([body])[0]
         supported = []
-        for n in valid:
-            chunk = hits[n - 1].chunk
+        for n in refs:
+            chunk = self.hits[n - 1].chunk
             overlap = len(s_terms & set(analyze(chunk.text))) / max(1, len(s_terms))
-            vecs = sentence_vectors(chunk)
+            vecs = self.sentence_vectors(chunk)
             if overlap >= MIN_OVERLAP or (len(vecs) and float(np.max(vecs @ sv)) >= MIN_COSINE):
                 supported.append(n)
-        if supported:
-            kept.append((body, sv, supported))
-        else:
-            dropped += 1
-    if not kept:
-        return CheckedAnswer("", (), False, dropped)
-    # Renumber markers compactly and point each at the best-matching sentence of its passage.
-    numbering: dict[int, int] = {}
-    citations: list[Citation] = []
-    parts = []
-    for body, sv, refs in kept:
-        for n in refs:
-            if n in numbering:
-                continue
-            chunk = hits[n - 1].chunk
-            vecs = sentence_vectors(chunk)
+        return supported
+
+    def _cite(self, n: int, sv: np.ndarray) -> int:
+        """The answer's marker for passage ``n``, citing the passage sentence closest to ``sv``."""
+        if n not in self.numbering:
+            chunk = self.hits[n - 1].chunk
+            vecs = self.sentence_vectors(chunk)
             best = (
                 chunk.sentences[int(np.argmax(vecs @ sv))]
                 if chunk.sentences
                 else Sentence(chunk.text, chunk.start, chunk.end)
             )
-            numbering[n] = len(numbering) + 1
-            citations.append(
+            self.numbering[n] = len(self.numbering) + 1
+            self.citations.append(
                 Citation(
-                    numbering[n],
+                    self.numbering[n],
                     chunk.doc_id,
                     chunk.title,
                     chunk.chunk_id,
@@ -365,8 +360,47 @@ def check_answer(
                     best.text,
                 )
             )
-        parts.append(f"{body} {''.join(f'[{numbering[n]}]' for n in refs)}")
-    return CheckedAnswer(" ".join(parts), tuple(citations), False, dropped)
+        return self.numbering[n]
+
+    def add(self, sentence: str) -> str | None:
+        """The checked sentence as shown in the answer, or ``None`` when it is dropped."""
+        refs = [int(n) for n in _MARKER.findall(sentence)]
+        valid = [n for n in dict.fromkeys(refs) if 1 <= n <= len(self.hits)]
+        body = _MARKER.sub("", sentence).strip()
+        body = re.sub(r"\s+([.,;:!?])", r"\1", body)
+        if not valid or not body:
+            self.dropped += 1 if refs or body else 0
+            return None
+        sv = self.embed_query([body])[0]
+        supported = self._supported_by(body, sv, valid)
+        if not supported:
+            self.dropped += 1
+            return None
+        part = f"{body} {''.join(f'[{self._cite(n, sv)}]' for n in supported)}"
+        self.parts.append(part)
+        return part
+
+    def result(self, raw: str) -> CheckedAnswer:
+        """The checked answer; a model abstention counts when no cited sentence survived."""
+        if not self.parts:
+            abstained = not raw.strip() or _is_abstention(raw, self.language)
+            text = ABSTAIN[self.language] if abstained else ""
+            return CheckedAnswer(text, (), abstained, 0 if abstained else self.dropped)
+        return CheckedAnswer(" ".join(self.parts), tuple(self.citations), False, self.dropped)
+
+
+def check_answer(
+    raw: str,
+    language: str,
+    hits: Sequence[Hit],
+    embed_query: Callable[[Sequence[str]], np.ndarray],
+    sentence_vectors: Callable[[Chunk], np.ndarray],
+) -> CheckedAnswer:
+    """Verify a whole model answer against the passages it cites (see :class:`AnswerChecker`)."""
+    checker = AnswerChecker(language, hits, embed_query, sentence_vectors)
+    for sent in _sentences(raw.strip()):
+        checker.add(sent)
+    return checker.result(raw)
 
 
 def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn]) -> str:
@@ -401,6 +435,13 @@ def sentence_vectors(engine: Engine, chunk: Chunk) -> np.ndarray:
     return np.stack(stored)
 
 
+def _shown(checker: AnswerChecker, sentence: str) -> Iterator[str]:
+    """The piece to stream for one model sentence: nothing when the check drops it."""
+    part = checker.add(sentence)
+    if part is not None:
+        yield part if len(checker.parts) == 1 else " " + part
+
+
 def llm_answer(
     engine: Engine,
     question: str,
@@ -409,7 +450,13 @@ def llm_answer(
     hits: Sequence[Hit],
     history: Sequence[Turn],
 ) -> Generator[str, None, tuple[str, bool, tuple[Citation, ...], str | None]]:
-    """Stream a model answer, then check it; fall back to the evidence-first answer if needed."""
+    """Stream a model answer sentence by sentence, each shown only once it passes the checks.
+
+    The model's tokens are collected until a sentence is complete; the sentence is then checked
+    (:class:`AnswerChecker`) and, if it passes, yielded with its renumbered markers, so what a
+    client sees streamed is exactly the final answer. An answer with no checked sentence falls
+    back to the evidence-first answer with a note.
+    """
     from rag.pipeline import extractive_answer
 
     def fallback(
@@ -419,9 +466,13 @@ def llm_answer(
         yield text
         return text, abstained, citations, note
 
+    checker = AnswerChecker(
+        language, hits, engine.embedder.embed_queries, partial(sentence_vectors, engine)
+    )
+    raw = ""
     try:
         model = make_chat_model(engine.settings)
-        pieces = []
+        done = 0  # sentences of ``raw`` already checked
         # The client's timeout bounds each wait for a byte, not the whole answer: an endpoint
         # that sends a token every second would hold the request for ever. A whole answer
         # (max_tokens at a CPU model's few tokens a second) fits in ANSWER_TIMEOUTS timeouts.
@@ -429,26 +480,34 @@ def llm_answer(
         stream = model.stream(build_messages(question, language, hits))
         try:
             for chunk in stream:
-                piece = str(chunk.content)
-                if piece:
-                    pieces.append(piece)
-                    yield piece
+                raw += str(chunk.content)
+                # Nothing is shown unchecked: a sentence is checked, and shown if it passes, as
+                # soon as the next one begins (the last one when the model stops).
+                # A marker being written («… жоқ. [1») still belongs to the sentence before it.
+                sentences = _sentences(_PARTIAL_MARKER.sub("", raw))
+                for sent in sentences[done:-1]:
+                    yield from _shown(checker, sent)
+                done = max(done, len(sentences) - 1)
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"no complete answer in {ANSWER_TIMEOUTS * engine.settings.llm_timeout:g} s"
                     )
         finally:
             stream.close()  # type: ignore[attr-defined]  # a generator: closes the connection
-        raw = "".join(pieces)
         if not raw.strip():
             raise ValueError("the language model returned an empty answer")
+        for sent in _sentences(raw)[done:]:
+            yield from _shown(checker, sent)
     except Exception as exc:  # network errors, timeouts, bad responses: never hang or crash
         logger.warning("language model failed: %s", exc)
+        if checker.parts:  # checked sentences are shown already: keep them, say it was cut
+            checked = checker.result(raw)
+            note = NOTE_CUT.format(error=type(exc).__name__)
+            return checked.text, False, checked.citations, note
         return (yield from fallback(NOTE_UNAVAILABLE.format(error=type(exc).__name__)))
-    checked = check_answer(
-        raw, language, hits, engine.embedder.embed_queries, partial(sentence_vectors, engine)
-    )
+    checked = checker.result(raw)
     if checked.abstained:
+        yield checked.text
         return checked.text, True, (), None
     if not checked.citations:
         return (yield from fallback(NOTE_FALLBACK))

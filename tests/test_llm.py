@@ -107,12 +107,47 @@ def test_a_dead_endpoint_falls_back_without_hanging(engine, monkeypatch):
     assert ans.citations
 
 
-def test_streaming_yields_model_tokens_then_the_checked_answer(engine, monkeypatch):
+def test_streaming_shows_only_checked_sentences_as_they_complete(engine, monkeypatch):
+    first, second = _passage_sentence(engine, 1), _passage_sentence(engine, 2)
+    script(monkeypatch, f"Марс планетасында алма ағаштары өседі [1]. {first} [1] {second} [2]")
+    consumed: list[int] = []
+    real = llm._sentences
+
+    def counting(text: str) -> list[str]:
+        consumed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(llm, "_sentences", counting)
+    items = []
+    for item in stream_answer(QUESTION, engine=engine):
+        items.append((item, consumed[-1] if consumed else 0))
+    pieces = [(i, seen) for i, seen in items if isinstance(i, str)]
+    final = items[-1][0]
+    assert isinstance(final, Answer) and len(final.citations) == 2
+    # The unsupported first sentence is never shown; the shown pieces are the final answer.
+    assert "Марс" not in "".join(p for p, _ in pieces)
+    assert "".join(p for p, _ in pieces) == final.answer
+    assert len(pieces) == 2
+    # The first checked sentence is shown before the model has finished writing.
+    assert pieces[0][1] < max(seen for _, seen in items)
+
+
+def test_a_model_that_dies_mid_answer_keeps_its_checked_sentences(engine, monkeypatch):
     sent = _passage_sentence(engine)
-    script(monkeypatch, f"{sent} [1]")
+
+    class Dying:
+        def stream(self, messages):
+            from langchain_core.messages import AIMessageChunk
+
+            for word in f"{sent} [1] Келесі сөйлем".split(" "):
+                yield AIMessageChunk(content=word + " ")
+            raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(llm, "make_chat_model", lambda settings: Dying())
     items = list(stream_answer(QUESTION, engine=engine))
-    assert len([i for i in items if isinstance(i, str)]) > 3  # token by token
-    assert isinstance(items[-1], Answer) and items[-1].citations
+    final = items[-1]
+    assert isinstance(final, Answer) and final.answer == "".join(items[:-1])
+    assert final.citations and "stopped early" in (final.note or "")
 
 
 def test_passages_cannot_rewrite_the_system_prompt():
@@ -163,3 +198,21 @@ def test_a_failing_rewrite_falls_back_to_the_offline_resolution(engine, monkeypa
         )
         == "offline"
     )
+
+
+def test_a_marker_streamed_in_pieces_stays_with_its_sentence(engine, monkeypatch):
+    sent = _passage_sentence(engine).rstrip(".") + "."
+    pieces = [sent, " [", "1", "]"]  # the sentence looks complete before its marker arrives
+
+    class Piecewise:
+        def stream(self, messages):
+            from langchain_core.messages import AIMessageChunk
+
+            yield from (AIMessageChunk(content=p) for p in pieces)
+
+    monkeypatch.setattr(llm, "make_chat_model", lambda settings: Piecewise())
+    items = list(stream_answer(QUESTION, engine=engine))
+    final = items[-1]
+    assert isinstance(final, Answer) and final.note is None
+    assert final.answer.endswith("[1]") and len(final.citations) == 1
+    assert "".join(items[:-1]) == final.answer

@@ -153,12 +153,13 @@ def test_real_server_answers_are_checked(openai_engine, question, language):
     print(f"[{language}] {path} in {time.monotonic() - t0:.1f} s: {ans.answer[:120]!r}")
 
 
-def test_real_server_streams_token_by_token(openai_engine):
+def test_real_server_stream_shows_only_the_final_answer(openai_engine):
+    """Whatever SmolLM2 writes, the streamed pieces are exactly the checked final answer."""
     question, language = QUESTIONS[0]
     items = list(stream_answer(question, engine=openai_engine))
     pieces = [i for i in items if isinstance(i, str)]
-    assert len(pieces) > 3
     assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])
+    assert "".join(pieces) == items[-1].answer
     check_well_formed(items[-1], question, language)
 
 
@@ -186,8 +187,8 @@ def test_grounded_output_from_the_real_server_is_kept(openai_engine, monkeypatch
     )
     items = list(stream_answer(question, engine=openai_engine))
     pieces, ans = [i for i in items if isinstance(i, str)], items[-1]
-    assert len(pieces) > 3 and "".join(pieces) == f"{sentence} [{n}]"
     assert isinstance(ans, Answer)
+    assert "".join(pieces) == ans.answer  # streamed once checked, renumbered
     assert check_well_formed(ans, question, language) == "checked model answer"
     assert ans.note is None and ans.answer == f"{sentence} [1]"
     (c,) = ans.citations
