@@ -256,7 +256,7 @@ def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[Sc
         chosen.append(cand)
         length += len(cand.sentence.text)
     # Sentences of one document read best in document order; documents by best score.
-    first_pos = {}
+    first_pos: dict[str, int] = {}
     for i, c in enumerate(chosen):
         first_pos.setdefault(c.hit.chunk.doc_id, i)
     chosen.sort(key=lambda c: (first_pos[c.hit.chunk.doc_id], c.sentence.start))

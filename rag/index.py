@@ -127,9 +127,10 @@ class VectorIndex:
         if kind == "auto":
             kind = "hnsw" if n >= HNSW_THRESHOLD else "flat"
         if kind == "hnsw":
-            index: faiss.Index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            index.hnsw.efSearch = HNSW_EF_SEARCH
+            hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = 80
+            hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+            index: faiss.Index = hnsw
         elif kind == "flat":
             index = faiss.IndexFlatIP(dim)
         else:

@@ -34,13 +34,13 @@ import numpy as np
 from rag.generation import ABSTAIN
 from rag.lexical import analyze
 from rag.schema import Chunk, Citation, Hit, Sentence
+from rag.settings import Settings
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
 
     from rag.conversation import Turn
     from rag.pipeline import Engine
-    from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +120,9 @@ del server
 """
 # Answers are one to four sentences; the bound keeps a rambling model from holding the CPU.
 MAX_ANSWER_TOKENS = 400
-# Five 1,400-character passages of Kazakh are 2,000-4,500 tokens depending on the tokenizer,
-# so 2,048 would reject most prompts; 8,192 still costs little KV memory on a 7B model.
-LLAMACPP_CTX = 8192
-LLAMACPP_THREADS = 2
+# The llama.cpp child's context and threads default to Settings.llm_ctx / llm_threads.
+LLAMACPP_CTX = Settings.llm_ctx
+LLAMACPP_THREADS = Settings.llm_threads
 LLAMACPP_START_TIMEOUT = 180.0
 
 
@@ -256,7 +255,9 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     if settings.generator == "llamacpp":
         if not settings.llm_gguf:
             raise ValueError("generator 'llamacpp' needs KAZRAG_LLM_GGUF (path to a .gguf file)")
-        base_url = start_llamacpp_server(settings.llm_gguf)
+        base_url = start_llamacpp_server(
+            settings.llm_gguf, ctx=settings.llm_ctx, threads=settings.llm_threads
+        )
         model = settings.llm_model or Path(settings.llm_gguf).stem
     else:
         base_url = settings.llm_base_url
@@ -430,9 +431,10 @@ def sentence_vectors(engine: Engine, chunk: Chunk) -> np.ndarray:
         fresh = engine.embedder.embed_passages([chunk.sentences[i].text for i in missing])
         for i, v in zip(missing, fresh, strict=True):
             stored[i] = v
-    if not stored:
+    vectors = [v for v in stored if v is not None]
+    if not vectors:
         return np.zeros((0, engine.embedder.dim), dtype=np.float32)
-    return np.stack(stored)
+    return np.stack(vectors)
 
 
 def _shown(checker: AnswerChecker, sentence: str) -> Iterator[str]:
@@ -501,9 +503,8 @@ def llm_answer(
     except Exception as exc:  # network errors, timeouts, bad responses: never hang or crash
         logger.warning("language model failed: %s", exc)
         if checker.parts:  # checked sentences are shown already: keep them, say it was cut
-            checked = checker.result(raw)
-            note = NOTE_CUT.format(error=type(exc).__name__)
-            return checked.text, False, checked.citations, note
+            cut = checker.result(raw)
+            return cut.text, False, cut.citations, NOTE_CUT.format(error=type(exc).__name__)
         return (yield from fallback(NOTE_UNAVAILABLE.format(error=type(exc).__name__)))
     checked = checker.result(raw)
     if checked.abstained:

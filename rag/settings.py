@@ -49,6 +49,11 @@ class Settings:
     llm_gguf: str | None = None
     # A CPU model reads five Kazakh passages (~4k tokens) for tens of seconds before it writes.
     llm_timeout: float = 120.0
+    # The llama.cpp child that serves ``llm_gguf``: context tokens and CPU threads. Five
+    # 1,400-character Kazakh passages are 2,000-4,500 tokens depending on the tokenizer, so
+    # 2,048 would reject most prompts; 8,192 still costs little KV memory on a 7B model.
+    llm_ctx: int = 8192
+    llm_threads: int = 2
     # Below this calibrated support score the answer abstains (see rag/generation.py).
     abstain_threshold: float | None = None
     max_question_chars: int = 2000
@@ -82,6 +87,8 @@ def from_env(**overrides: Any) -> Settings:
         "LLM_API_KEY": ("llm_api_key", str),
         "LLM_GGUF": ("llm_gguf", str),
         "LLM_TIMEOUT": ("llm_timeout", float),
+        "LLM_CTX": ("llm_ctx", int),
+        "LLM_THREADS": ("llm_threads", int),
         "ABSTAIN_THRESHOLD": ("abstain_threshold", float),
     }
     for env_name, (attr, typ) in conv.items():
@@ -119,5 +126,9 @@ def validate(settings: Settings) -> None:
         )
     if settings.generator == "openai" and not (settings.llm_base_url or settings.llm_model):
         raise ValueError("generator 'openai' needs KAZRAG_LLM_BASE_URL and KAZRAG_LLM_MODEL")
+    if settings.llm_ctx < 512:
+        raise ValueError(f"llm_ctx must be at least 512 tokens, got {settings.llm_ctx}")
+    if settings.llm_threads < 1:
+        raise ValueError(f"llm_threads must be at least 1, got {settings.llm_threads}")
     if settings.generator == "llamacpp" and not settings.llm_gguf:
         raise ValueError("generator 'llamacpp' needs KAZRAG_LLM_GGUF (path to a .gguf file)")

@@ -216,3 +216,23 @@ def test_a_marker_streamed_in_pieces_stays_with_its_sentence(engine, monkeypatch
     assert isinstance(final, Answer) and final.note is None
     assert final.answer.endswith("[1]") and len(final.citations) == 1
     assert "".join(items[:-1]) == final.answer
+
+
+def test_llamacpp_context_and_threads_come_from_the_settings(monkeypatch, tmp_path):
+    from rag.settings import from_env
+
+    calls = []
+    monkeypatch.setattr(
+        llm, "start_llamacpp_server", lambda gguf, **kw: calls.append(kw) or "http://127.0.0.1:9/v1"
+    )
+    monkeypatch.setenv("KAZRAG_LLM_CTX", "4096")
+    monkeypatch.setenv("KAZRAG_LLM_THREADS", "6")
+    settings = from_env(generator="llamacpp", llm_gguf=str(tmp_path / "m.gguf"))
+    llm.make_chat_model(settings)
+    assert calls == [{"ctx": 4096, "threads": 6}]
+    monkeypatch.setenv("KAZRAG_LLM_THREADS", "0")
+    with pytest.raises(ValueError, match="llm_threads must be at least 1"):
+        from_env()
+    monkeypatch.setenv("KAZRAG_LLM_THREADS", "two")
+    with pytest.raises(ValueError, match="KAZRAG_LLM_THREADS='two' is not a valid int"):
+        from_env()

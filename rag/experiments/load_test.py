@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,9 @@ def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def server(index: Path, uploads: Path, startup_timeout: float) -> Iterator[tuple[str, int]]:
+def server(
+    index: Path, uploads: Path, startup_timeout: float
+) -> AbstractContextManager[tuple[str, int]]:
     """``kazrag serve`` on 127.0.0.1 until the block ends; yields (base URL, server pid)."""
     return api_bench.server(free_port(), index, startup_timeout, {"KAZRAG_UPLOADS": str(uploads)})
 

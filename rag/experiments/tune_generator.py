@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+from typing import Any
 
 from rag.conversation import Turn, resolve
 from rag.evaluation import load_questions
@@ -42,7 +43,7 @@ def main() -> None:
         hits = retrieve(engine, query, engine.settings.top_k, qvec)
         spans = [(e["doc_id"], locate(docs[e["doc_id"]], e["text"])) for e in r["evidence"]]
         cases.append((r, query, qvec, hits, spans))
-    grid = {
+    grid: dict[str, list[Any]] = {
         "w_overlap": [0.2, 0.35, 0.5],
         "w_cue": [0.06, 0.12, 0.2],
         "margin": [0.03, 0.06, 0.1],
