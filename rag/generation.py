@@ -150,7 +150,8 @@ def score_sentences(
     embed: callable | None = None,  # type: ignore[valid-type]
 ) -> list[ScoredSentence]:
     """Score every sentence of the retrieved chunks for the question, best first."""
-    q_terms = set(analyze(question))
+    # Bridged terms let a Russian or English question's names («Кордайский», "Tokayev") count.
+    q_terms = set(index.lexical.query_terms(question))
     kind = answer_type(question)
     cue_pat = _CUES[kind][1] if kind else None
     seen: set[tuple[str, int, int]] = set()

@@ -37,6 +37,17 @@ def test_index_then_search_json(index_dir, capsys):
 
 
 @pytest.mark.model
+def test_an_english_question_finds_its_kazakh_passage_by_the_names(index_dir, capsys):
+    """ "Orazaly Yerzhanov" is bridged to «Оразалы Ержанов»: the passage ranks first (it ranked
+    second on the dense match alone)."""
+    capsys.readouterr()
+    q = "Why was Orazaly Yerzhanov deprived of liberty, according to the rights groups' letter?"
+    assert main(["search", q, "-k", "1", "--json", *_args(index_dir)]) == 0
+    (hit,) = json.loads(capsys.readouterr().out)
+    assert "Ержанов" in hit["text"]
+
+
+@pytest.mark.model
 def test_reindex_embeds_nothing_new(index_dir, capsys):
     capsys.readouterr()
     assert main(["index", *_args(index_dir), "--quiet"]) == 0

@@ -16,9 +16,11 @@ from rag.lexical import (
     BM25Index,
     LexicalConfig,
     analyze,
+    fold,
     kazakh_stem,
     stopwords,
     tokenize,
+    transliterate,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +238,36 @@ def test_coverage(index: BM25Index) -> None:
     assert index.coverage("zebra giraffe") == 0.0
     assert index.coverage("") == 0.0
     assert index.coverage("қандай?") == 0.0
+
+
+def test_transliteration_and_folding_meet_kazakh_spellings() -> None:
+    assert fold("tokayev") == fold("тоқаев")
+    assert fold("kordai") == fold("қордай")
+    assert fold("yerzhanov") == fold("ержанов")
+    assert fold("кордайский").startswith(fold("қордай"))
+    assert fold("tuimebayev") == fold("түймебаев")
+    assert transliterate("брюссель") == "брюссель"  # Cyrillic is left as it is
+    assert transliterate("shcherbakov") == "щербаков"
+
+
+BRIDGE_CORPUS = [
+    "Тоқаев 22-23 маусым Брюссельде болды.",
+    "Қордай ауданында қақтығыс болды.",
+    "Абай Құнанбайұлы ақын болған.",
+]
+
+
+def test_russian_and_english_names_reach_kazakh_terms() -> None:
+    idx = BM25Index.build(BRIDGE_CORPUS)
+    assert idx.search("When did Tokayev visit Brussels?", 3)[0][0] == 0
+    assert idx.search("Что произошло в Кордайском районе?", 3)[0][0] == 1
+    assert idx.coverage("Tokayev Brussels") == 1.0
+    assert "тоқаев" in idx.query_terms("Tokayev")
+    # Words with Kazakh letters go through the analyser only; unrelated foreign words bridge
+    # to nothing.
+    assert idx.bridged_terms("Қордайлықтардың құнанбаевтары") == []
+    assert idx.bridged_terms("zebra giraffe photosynthesis") == []
+    assert idx.search("zebra giraffe", 3) == []
 
 
 def test_empty_corpus() -> None:
