@@ -234,8 +234,8 @@ Throughput with {c} concurrent clients on loopback: **{f["rps"]:.2f} requests/s*
 
 The extractive generator composes the whole answer after retrieval and sentence scoring, so its
 first token arrives with the last one: time to first token is the answer latency. With a
-language-model generator (`KAZRAG_GENERATOR=openai|llamacpp`) tokens stream as the model writes
-them. The work is CPU-bound (query embedding and sentence scoring), and on a machine shared
+language-model generator (`KAZRAG_GENERATOR=openai|llamacpp`) the answer streams sentence by
+sentence, each as soon as the model has written it and it has passed the checks. The work is CPU-bound (query embedding and sentence scoring), and on a machine shared
 with other jobs these figures move by up to 2× between runs: compare runs made at a similar
 load average.
 """
