@@ -26,6 +26,7 @@ from rag.generation import (
     GeneratorConfig,
     abstain_text,
     compose,
+    detail_gain,
     score_sentences,
     select,
     support,
@@ -210,6 +211,13 @@ def extractive_answer(
     strength = support(scored, query, engine.generator)
     if strength < engine.generator.threshold(language):
         return abstain_text(language), True, (), strength
+    gain_limit = engine.generator.detail_threshold(language)
+    if gain_limit is not None and scored:
+        # Measured and calibrated on the question as asked, not on a resolved follow-up.
+        own = qvec if query == question else engine.embedder.embed_queries([question])[0]
+        gain = detail_gain(question, own, scored[0].vector, engine.embedder.embed_queries)
+        if gain > gain_limit:
+            return abstain_text(language), True, (), strength
     text, citations = compose(select(scored, engine.generator), language)
     return text, False, citations, strength
 

@@ -48,6 +48,28 @@ def test_an_english_question_finds_its_kazakh_passage_by_the_names(index_dir, ca
 
 
 @pytest.mark.model
+@pytest.mark.parametrize(
+    ("question", "abstains"),
+    [
+        # The documents name Думан Мухаммедкарим but give no sentence length (a near miss).
+        ("К какому сроку заключения приговорили Думана Мухаммедкарима?", True),
+        ("How many people were injured in the Kordai clashes, according to HAQ?", True),
+        ("Когда Токаев был в Брюсселе?", False),
+        (
+            "Why was Orazaly Yerzhanov deprived of liberty, according to the rights groups' letter?",
+            False,
+        ),
+    ],
+)
+def test_russian_and_english_near_misses_abstain(index_dir, capsys, question, abstains):
+    capsys.readouterr()
+    assert main(["ask", question, "--json", *_args(index_dir)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["abstained"] is abstains, data["answer"]
+    assert data["retrieved"]  # the closest passages are shown either way
+
+
+@pytest.mark.model
 def test_reindex_embeds_nothing_new(index_dir, capsys):
     capsys.readouterr()
     assert main(["index", *_args(index_dir), "--quiet"]) == 0

@@ -362,4 +362,9 @@ def test_real_model_on_the_seed_dev_split(tmp_path, capsys):
     assert figs["answer"]["keyfact_recall"] >= 0.4
     assert figs["citations"]["precision"] >= 0.4
     assert figs["language"]["match"] >= 0.8
-    assert figs["abstention"]["recall"] is not None
+    # The calibrated checks catch some near-miss questions without refusing answerable ones
+    # (dev split: 4 of 9 and 1 of 61 when this was written).
+    assert figs["abstention"]["recall"] >= 0.3
+    assert figs["abstention"]["false_abstention_rate"] <= 0.1
+    # English questions find their Kazakh passages through the names they share (0.889).
+    assert figs["by_lang"]["en"]["retrieval"]["mrr@10"] >= 0.8

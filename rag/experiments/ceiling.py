@@ -18,8 +18,8 @@ and how much better the sentence ranking gets with learned weights:
    answer, and falls as more sentences are cited.
 3. **Abstention signals**: ROC AUC of question-level signals for "unanswerable" (1.0 perfect,
    0.5 chance) — the support score the threshold uses, the best dense cosine, the best stem
-   overlap, the share of the question's stems absent from the corpus, and typed support with
-   the question's focus term.
+   overlap, the share of the question's stems absent from the corpus, typed support with the
+   question's focus term, and the ignored-detail gain (:func:`rag.generation.detail_gain`).
 
 Figures go to stdout and, with ``--write``, to the ``ceiling`` section of BENCHMARKS.md.
 """
@@ -39,7 +39,14 @@ import numpy as np
 
 from rag.conversation import Turn, resolve
 from rag.evaluation import load_questions
-from rag.generation import ScoredSentence, answer_type, focus_terms, score_sentences, support
+from rag.generation import (
+    ScoredSentence,
+    answer_type,
+    detail_gain,
+    focus_terms,
+    score_sentences,
+    support,
+)
 from rag.lexical import analyze
 from rag.metrics import normalize_answer
 from rag.pipeline import Engine, answer, get_engine, make_engine, retrieve
@@ -295,12 +302,17 @@ def abstention_signals(cases: Sequence[Case], engine: Engine) -> dict[str, Calla
         ]
         return -(typed[0] if typed else c.scored[0].score - engine.generator.untyped_penalty)
 
+    def ignored_detail(c: Case) -> float:
+        own = engine.embedder.embed_queries([c.question])[0]
+        return detail_gain(c.question, own, c.scored[0].vector, engine.embedder.embed_queries)
+
     return {
         "support score (the threshold's)": lambda c: -support(c.scored, c.query, engine.generator),
         "best dense cosine": lambda c: -max((s.dense for s in c.scored), default=0.0),
         "best stem overlap": lambda c: -max((s.overlap for s in c.scored), default=0.0),
         "question stems absent from the corpus": absent,
         "typed support with the focus term": typed_focus,
+        "ignored-detail gain (used for ru + en)": ignored_detail,
     }
 
 
