@@ -241,8 +241,8 @@ def detail_gain(
 
     A sentence that answers the question matches all its content words: leaving any out makes
     the question *less* like the sentence. A near miss («К какому сроку приговорили X?» against
-    a sentence about X that gives no sentence) ignores one of them, and the question without
-    that word is *more* like the sentence. The largest such gain (cosine) is the signal; measured
+    a sentence about X that names no prison term) ignores one of them, and the question
+    without that word is *more* like the sentence. The largest such gain (cosine) is the signal; measured
     on the question set it separates unanswerable Russian and English questions (ROC AUC 0.89
     dev / 0.79 test), not Kazakh ones.
     """
