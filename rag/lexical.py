@@ -31,7 +31,6 @@ split 0.667 → 0.833, MRR@10 0.607 → 0.750 (BENCHMARKS.md).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -39,7 +38,7 @@ import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -584,7 +583,7 @@ class BM25Index:
         return len(self.texts)
 
     # -- searching --------------------------------------------------------------------------
-    @functools.cached_property
+    @cached_property
     def _folded_vocab(self) -> dict[str, list[tuple[str, str]]]:
         """Index terms by the first letters of their folded form: (folded, term) pairs."""
         out: dict[str, list[tuple[str, str]]] = {}

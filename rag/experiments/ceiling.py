@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from rag.generation import (
 from rag.lexical import analyze
 from rag.metrics import normalize_answer
 from rag.pipeline import Engine, answer, get_engine, make_engine, retrieve
+from rag.schema import Sentence
 from rag.settings import DEFAULT_CORPUS, from_env
 from rag.sources import load_corpus, locate
 
@@ -91,26 +91,29 @@ class Case:
     features: np.ndarray
 
 
-def _neighbours(engine: Engine) -> Callable[[str, int, int], tuple[float, str]]:
-    """(dense-to-query of the sentence ``offset`` away, its text) — bound per query below."""
-    by_doc: dict[str, dict[int, tuple[str, int, int]]] = {}
+Near = Callable[[str, int, int], "Sentence | None"]
+
+
+def _neighbours(engine: Engine) -> Near:
+    """``near(doc, start, offset)``: the sentence ``offset`` places from the one at ``start``."""
+    by_doc: dict[str, dict[int, Sentence]] = {}
     for ch in engine.index.chunks:
         for s in ch.sentences:
-            by_doc.setdefault(ch.doc_id, {})[s.start] = (s.text, s.start, s.end)
+            by_doc.setdefault(ch.doc_id, {})[s.start] = s
     order = {d: [v[k] for k in sorted(v)] for d, v in by_doc.items()}
-    pos = {(d, s[1]): i for d, seq in order.items() for i, s in enumerate(seq)}
+    pos = {(d, s.start): i for d, seq in order.items() for i, s in enumerate(seq)}
 
-    def near(doc: str, start: int, offset: int) -> tuple[str, int, int] | None:
+    def near(doc: str, start: int, offset: int) -> Sentence | None:
         i = pos.get((doc, start))
         if i is None or not 0 <= i + offset < len(order[doc]):
             return None
         return order[doc][i + offset]
 
-    return near  # type: ignore[return-value]
+    return near
 
 
 def features(
-    question: str, qvec: np.ndarray, scored: Sequence[ScoredSentence], engine: Engine, near
+    question: str, qvec: np.ndarray, scored: Sequence[ScoredSentence], engine: Engine, near: Near
 ) -> np.ndarray:
     """One row of :data:`FEATURES` per candidate sentence."""
     if not scored:
@@ -119,10 +122,10 @@ def features(
     best_o = max(s.overlap for s in scored)
     focus = focus_terms(question)
 
-    def dense_of(doc: str, sent: tuple[str, int, int] | None) -> float:
+    def dense_of(doc: str, sent: Sentence | None) -> float:
         if sent is None:
             return 0.0
-        v = engine.index.sentence_vector(doc, sent[1], sent[2])
+        v = engine.index.sentence_vector(doc, sent.start, sent.end)
         return float(v @ qvec) if v is not None else 0.0
 
     rows = []
@@ -145,7 +148,7 @@ def features(
                 float(not _END.search(text)),
                 float(bool(_REFERENCE.search(text))),
                 math.log(max(1, len(text))),
-                float(prev is not None and prev[0].strip().endswith("?")) * prev_d,
+                float(prev is not None and prev.text.strip().endswith("?")) * prev_d,
                 prev_d,
                 dense_of(doc, nxt) - best_d,
             ]
@@ -283,13 +286,11 @@ def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
 
 def abstention_signals(cases: Sequence[Case], engine: Engine) -> dict[str, Callable[[Case], float]]:
     """Question-level signals, each oriented so that higher means "unanswerable"."""
-    df: Counter[str] = Counter()
-    for ch in engine.index.chunks:
-        df.update(set(analyze(ch.text)))
+    known = engine.index.term_idf  # every term of the corpus's chunks
 
     def absent(c: Case) -> float:
         terms = set(analyze(c.query))
-        return sum(t not in df for t in terms) / max(1, len(terms))
+        return sum(t not in known for t in terms) / max(1, len(terms))
 
     def typed_focus(c: Case) -> float:
         if answer_type(c.question) not in ("date", "number", "person"):
