@@ -228,6 +228,9 @@ def support(scored: Sequence[ScoredSentence], question: str, config: GeneratorCo
 
 # Words of a question worth leaving out one at a time (longer ones first, for long questions).
 MAX_DETAIL_WORDS = 16
+# Beyond this many words the text is a passage, not a question (the question set's longest has
+# 23): the check is skipped rather than encoding 16 near-copies of a long text (~3 s).
+MAX_DETAIL_QUESTION_WORDS = 60
 
 
 def detail_gain(
@@ -246,6 +249,8 @@ def detail_gain(
     dev / 0.79 test), not Kazakh ones.
     """
     words = _WORDS.findall(question)
+    if len(words) > MAX_DETAIL_QUESTION_WORDS:
+        return 0.0
     stops = stopwords()
     content = [i for i, w in enumerate(words) if len(w) > 2 and w.casefold() not in stops]
     content = sorted(content, key=lambda i: -len(words[i]))[:MAX_DETAIL_WORDS]

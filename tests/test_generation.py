@@ -40,3 +40,16 @@ def test_a_sentence_that_covers_every_word_gains_nothing():
 def test_a_question_of_stop_words_only_gains_nothing():
     vec = bag_of_words(["дело"])[0]
     assert detail_gain("Что это и как?", vec, vec, bag_of_words) == 0.0
+
+
+def test_a_passage_sized_question_is_not_checked_word_by_word():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return bag_of_words(texts)
+
+    question = "Мухаммедкарим приговор срок " * 30
+    vec = bag_of_words(["дело"])[0]
+    assert detail_gain(question, bag_of_words([question])[0], vec, counting) == 0.0
+    assert calls == []
