@@ -234,7 +234,7 @@ def _old_cache(folder: Path, model: str) -> dict[str, np.ndarray]:
     try:
         # Any format version will do: only the vectors and the texts they belong to are reused.
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("model") != model:
+        if not isinstance(manifest, dict) or manifest.get("model") != model:
             return {}
         chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
         vecs = np.load(folder / "vectors.npy", allow_pickle=False)
@@ -246,8 +246,17 @@ def _old_cache(folder: Path, model: str) -> dict[str, np.ndarray]:
         for (_, _, _, text), v in zip(keys, svecs, strict=True):
             cache[_text_key(text)] = v
         return cache
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+# What the loader relies on; bool is excluded from the integers on purpose (JSON true is no count).
+_MANIFEST_TYPES: dict[str, type] = {
+    "format_version": int,
+    "n_chunks": int,
+    "dimension": int,
+    "model": str,
+}
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -256,9 +265,23 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IndexMissing(f"no index at {folder} (run `kazrag index --index {folder}`)")
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        # UnicodeDecodeError is a ValueError: a manifest cut inside a multi-byte character
+        # (or holding bad bytes) is as unreadable as one cut inside a JSON token.
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
         raise IndexMissing(f"index manifest {path} is unreadable ({exc}); rebuild it") from exc
+    if not isinstance(manifest, dict):
+        raise IndexMissing(f"index manifest {path} is not a JSON object; rebuild it")
+    wrong = [
+        key
+        for key, kind in _MANIFEST_TYPES.items()
+        if key in manifest
+        and (not isinstance(manifest[key], kind) or isinstance(manifest[key], bool))
+    ]
+    if wrong:
+        raise IndexMissing(
+            f"index manifest {path} has fields of the wrong type {wrong}; rebuild it"
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(
             f"index at {folder} has format version {manifest.get('format_version')}, this "

@@ -50,20 +50,39 @@ logger = logging.getLogger(__name__)
 
 
 class QuestionError(ValueError):
-    """A question that cannot be answered as given (empty, too long); the message says why."""
+    """A question that cannot be answered as given; the message says why.
+
+    ``code`` names the reason for front ends that translate it (the chat), one of ``not_text``,
+    ``empty``, ``no_words``, ``too_long``, ``bad_top_k``; ``limit`` is the bound that was crossed.
+    """
+
+    def __init__(self, message: str, code: str = "invalid", limit: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.limit = limit
 
 
 def clean_question(question: object, max_chars: int) -> str:
-    """Validate a question: a non-empty string within the length limit, control chars removed."""
+    """Validate a question: a non-empty string of words within the length limit.
+
+    Control characters are removed and white space folded. A question with no letter or digit
+    («😀😀 ???») is refused: retrieval would return unrelated passages for it.
+    """
     if not isinstance(question, str):
-        raise QuestionError("the question must be a string")
+        raise QuestionError("the question must be a string", code="not_text")
     text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question)
     text = " ".join(text.split())
     if not text:
-        raise QuestionError("the question is empty")
+        raise QuestionError("the question is empty", code="empty")
     if len(text) > max_chars:
         raise QuestionError(
-            f"the question is too long ({len(text)} characters; the limit is {max_chars})"
+            f"the question is too long ({len(text)} characters; the limit is {max_chars})",
+            code="too_long",
+            limit=max_chars,
+        )
+    if not any(ch.isalnum() for ch in text):
+        raise QuestionError(
+            "the question has no words: please ask a question in words", code="no_words"
         )
     return text
 
@@ -260,7 +279,9 @@ def stream_answer(
     eng = engine or get_engine(cfg)
     k = top_k if top_k is not None else cfg.top_k
     if not 1 <= k <= 100:
-        raise QuestionError(f"top_k must be between 1 and 100, got {k}")
+        raise QuestionError(
+            f"top_k must be between 1 and 100, got {k}", code="bad_top_k", limit=100
+        )
     language = detect_language(text_q)
     query = resolve(text_q, history)
     if cfg.generator != "extractive" and history and is_followup(text_q):

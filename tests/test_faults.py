@@ -84,6 +84,15 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def _cut_inside_a_character(path: Path) -> None:
+    """Cut the manifest after the first byte of a multi-byte UTF-8 character (deterministic)."""
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["note"] = "Қазақ"  # a Kazakh string makes sure a multi-byte character is there
+    data = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
+    lead = next(i for i, b in enumerate(data) if b >= 0xC0)
+    path.write_bytes(data[: lead + 1])
+
+
 def _set_manifest(folder: Path, **changes: Any) -> None:
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -95,6 +104,10 @@ DAMAGE = {
     "folder deleted": lambda f: shutil.rmtree(f),
     "manifest deleted": lambda f: (f / "manifest.json").unlink(),
     "manifest truncated": lambda f: _truncate(f / "manifest.json"),
+    "manifest cut inside a character": lambda f: _cut_inside_a_character(f / "manifest.json"),
+    "manifest bad bytes": lambda f: (f / "manifest.json").write_bytes(b'{"model": "\xff\xfe"}'),
+    "manifest not an object": lambda f: (f / "manifest.json").write_text("[1, 2, 3]"),
+    "manifest wrong types": lambda f: _set_manifest(f, n_chunks="many", dimension=True),
     "chunks.jsonl truncated": lambda f: _truncate(f / "chunks.jsonl"),
     "chunks.jsonl emptied": lambda f: (f / "chunks.jsonl").write_text(""),
     "vectors.npy truncated": lambda f: _truncate(f / "vectors.npy"),

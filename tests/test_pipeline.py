@@ -116,11 +116,19 @@ def test_stream_yields_text_then_the_answer(engine):
         ("\x00\x01", "empty"),
         ("ә" * 5000, "too long"),
         (None, "string"),
+        ("😀😀 ???", "no words"),
+        ("!!! ... ---", "no words"),
     ],
 )
 def test_bad_questions_are_rejected_clearly(engine, bad, message):
-    with pytest.raises(QuestionError, match=message):
+    with pytest.raises(QuestionError, match=message) as caught:
         answer(bad, engine=engine)
+    assert caught.value.code in {"empty", "too_long", "not_text", "no_words"}
+
+
+def test_a_question_with_one_word_or_digit_is_accepted(engine):
+    assert answer("Қордай?", engine=engine).question == "Қордай?"
+    assert answer("2020 ???", engine=engine).question == "2020 ???"
 
 
 def test_top_k_bounds(engine):
