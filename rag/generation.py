@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.index import CorpusIndex
 from rag.lexical import analyze, stopwords
-from rag.schema import Citation, Hit, Sentence
+from rag.schema import Citation, Hit, Sentence, marker_text
 
 ABSTAIN = {
     "kk": "Құжаттарда бұл сұраққа жауап жоқ.",
@@ -347,9 +347,9 @@ def compose(chosen: Sequence[ScoredSentence], language: str) -> tuple[str, tuple
         )
         text = display_text(s.text)
         if language == "kk":
-            parts.append(f"{text} [{n}]")
+            parts.append(f"{text} {marker_text(n)}")
         else:
-            parts.append(f"«{text.strip('«»')}» [{n}]")
+            parts.append(f"«{text.strip('«»')}» {marker_text(n)}")
     if language == "kk":
         return " ".join(parts), tuple(citations)
     return LEAD[language] + "\n" + "\n".join(f"- {p}" for p in parts), tuple(citations)

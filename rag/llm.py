@@ -33,7 +33,7 @@ import numpy as np
 
 from rag.generation import ABSTAIN
 from rag.lexical import analyze
-from rag.schema import Chunk, Citation, Hit, Sentence
+from rag.schema import MARKER_RE, Chunk, Citation, Hit, Sentence
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ NOTE_CUT = "The language model stopped early ({error}); its checked sentences ar
 NOTE_UNAVAILABLE = "The language model is unavailable ({error}); showing the evidence-first answer."
 # A whole model answer may take this many times ``llm_timeout`` (which bounds each wait).
 ANSWER_TIMEOUTS = 3
-_MARKER = re.compile(r"\[(\d{1,3})\]")
+_MARKER = MARKER_RE
 _SENT = re.compile(r"[^.!?…]+(?:[.!?…]+[»\"”)]*(?:\s*(?:\[\d{1,3}\])+)*|$)")
 _PARTIAL_MARKER = re.compile(r"\s*\[\d{0,3}$")
 _AFTER_MARKERS = re.compile(r"((?:\[\d{1,3}\])+)[.!?]?\s+")

@@ -8,8 +8,18 @@ highlight, whatever cleaning was applied for search.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# The citation contract: an answer cites with ``[n]`` (n = 1..999, the Citation.marker); every
+# producer writes markers with ``marker_text`` and every reader finds them with ``MARKER_RE``.
+MARKER_RE = re.compile(r"\[(\d{1,3})\]")
+
+
+def marker_text(n: int) -> str:
+    """The marker that cites citation ``n`` in an answer's text."""
+    return f"[{n}]"
 
 
 @dataclass(frozen=True)

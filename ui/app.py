@@ -30,7 +30,7 @@ import gradio as gr
 from rag import library
 from rag.conversation import Turn
 from rag.pipeline import Engine, QuestionError, clean_question, get_engine, stream_answer
-from rag.schema import Answer
+from rag.schema import MARKER_RE, Answer
 from rag.settings import PROJECT_ROOT, Settings
 from rag.sources import SourceError
 
@@ -208,7 +208,7 @@ THEME = gr.themes.Soft(
     font_mono=("ui-monospace", "DejaVu Sans Mono", "monospace"),
 )
 
-_MARKER = re.compile(r"\[(\d{1,3})\]")
+_MARKER = MARKER_RE
 
 CSS = """
 .kz-header h1 { margin: 0; font-size: 1.5rem; }

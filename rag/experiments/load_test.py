@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -42,13 +41,14 @@ import numpy as np
 
 from rag.bench import write_section
 from rag.experiments import api_bench
+from rag.schema import MARKER_RE
 from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
 
 ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
 # Once warmed up under the same concurrency, memory must not grow with the number of requests:
 # 150 MB (~12% of a warmed-up server) leaves room for allocator noise, not for a leak.
 RSS_BOUND_MB = 150.0
-_MARKER = re.compile(r"\[(\d{1,3})\]")
+_MARKER = MARKER_RE
 
 
 @dataclass(frozen=True)
