@@ -5,29 +5,41 @@ Every route answers through :func:`rag.pipeline.answer` / :func:`rag.pipeline.st
 ``/api/ask`` returns exactly the answer object of ``kazrag ask --json``. ``kazrag serve`` mounts
 the Gradio chat (``ui/app.py``) at ``/`` of the same FastAPI app, so one process holds one model.
 
-Errors are JSON: ``{"error": "message"}`` under ``/api``, and OpenAI's
-``{"error": {"message", "type", "code"}}`` under ``/v1`` so that OpenAI clients show the
-message. When ``KAZRAG_API_TOKEN`` is set, every ``/api`` and ``/v1`` route wants
-``Authorization: Bearer <token>``; the server binds to 127.0.0.1 unless told otherwise.
+Errors are JSON: ``{"error": "message"}`` under ``/api`` (unknown routes too), and OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` under ``/v1`` so that OpenAI clients show
+the message. When ``KAZRAG_API_TOKEN`` is set, every ``/api`` and ``/v1`` route wants
+``Authorization: Bearer <token>``, except ``/api/health``, which without it says only whether
+the server is up and ready (a liveness probe); the server binds to 127.0.0.1 unless told
+otherwise. The model is loaded and warmed up when the server starts (``ready`` turns true), and
+the docs pages (``/docs``, ``/redoc``) load nothing from outside the server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hmac
+import importlib.resources
 import itertools
 import json
 import logging
 import os
+import threading
 import time
+import typing
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from typing import Annotated, Any, Literal, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.staticfiles import StaticFiles
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,7 +47,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from rag import library
 from rag.conversation import Turn
-from rag.generation import display_text
+from rag.generation import SOURCES_LABEL, display_text
+from rag.language import detect_language
 from rag.pipeline import (
     Engine,
     QuestionError,
@@ -45,9 +58,12 @@ from rag.pipeline import (
     retrieve,
     stream_answer,
 )
-from rag.schema import Answer
+from rag.schema import Answer, Chunk, Citation, Hit
 from rag.settings import Settings
 from rag.sources import SourceError
+from rag.tokens import Tokenizer, cited, tokenizer_of
+from rag.tokens import count as count_tokens
+from rag.tokens import cut as cut_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +72,6 @@ MODEL_ID = "kazrag"
 MAX_HISTORY = 50
 # Multipart framing (boundaries, part headers) on top of the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-SOURCES_HEADING = {"kk": "Дереккөздер", "ru": "Источники", "en": "Sources"}
 
 
 # --- request and response models ------------------------------------------------------------
@@ -110,28 +125,61 @@ class SearchRequest(_Strict):
     """``POST /api/search``: ranked passages for a query."""
 
     query: str = Field(min_length=1, max_length=20_000)
-    top_k: int = Field(5, ge=1, le=100)
+    # `k` is accepted too: the name of the CLI's flag (`kazrag search -k 3`).
+    top_k: int = Field(
+        5,
+        ge=1,
+        le=100,
+        validation_alias=AliasChoices("top_k", "k"),
+        description="passages to return (`k` is accepted as well)",
+    )
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``: ``include_usage`` adds a last chunk with the token usage."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions``; OpenAI parameters this bot has no use for are ignored."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    model: str = MODEL_ID
+    model: str = Field(
+        MODEL_ID,
+        description=f"the served model id, {MODEL_ID!r} (GET /v1/models); another name is a "
+        "404 model_not_found",
+    )
     messages: list[ChatMessage] = Field(min_length=1, max_length=2 * MAX_HISTORY + 2)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(
+        None, ge=1, description="cut the answer at a sentence (or token) boundary"
+    )
+    max_completion_tokens: int | None = Field(None, ge=1, description="the same as max_tokens")
+    n: int = Field(1, ge=1, le=128, description="only 1 is supported (more is a 400)")
     top_k: int | None = Field(None, ge=1, le=100, description="kazrag extension")
+    inline_sources: bool = Field(
+        False,
+        description="kazrag extension: also append the sources as text to the message "
+        "content (they are always in the `citations` field)",
+    )
 
 
 class ErrorOut(BaseModel):
-    """An error under ``/api``."""
+    """An error under ``/api``; ``code`` names the reason a question was refused."""
 
     error: str
+    code: str | None = Field(
+        None, description="not_text, empty, no_words, too_long or bad_top_k for a question"
+    )
 
 
 class OpenAIErrorBody(BaseModel):
     message: str
     type: str
+    param: str | None = None
     code: str | None = None
 
 
@@ -141,39 +189,58 @@ class OpenAIErrorOut(BaseModel):
     error: OpenAIErrorBody
 
 
-class CitationOut(BaseModel):
-    marker: int
-    doc_id: str
-    title: str
-    chunk_id: str
-    start: int
-    end: int
-    quote: str
+# --- response models derived from the dataclasses of rag/schema.py ------------------------------
+#
+# The JSON of a Citation (and of a DocumentInfo) is its dataclass as is, so the dataclass itself
+# is the response model. The JSON of a Hit and of an Answer flattens or renames a few fields, so
+# their models take the dataclass fields and replace just those: a field added to the dataclass
+# reaches the served schema, and tests/test_api.py checks the schema against real to_json output.
 
 
-class PassageOut(BaseModel):
-    rank: int
-    doc_id: str
-    chunk_id: str
-    start: int
-    end: int
-    score: float
-    text: str
-    title: str | None = None
+def _model_of(
+    name: str,
+    doc: str,
+    *parts: tuple[type, Sequence[str] | None],
+    types: dict[str, Any] | None = None,
+    optional: Sequence[str] = (),
+) -> type[BaseModel]:
+    """A pydantic model with the named fields of the dataclasses in ``parts`` (None: all).
+
+    ``types`` replaces the type of fields whose JSON differs from the dataclass; fields in
+    ``optional`` may be missing from the JSON, every other one is always there.
+    """
+    fields: dict[str, Any] = {}
+    for cls, names in parts:
+        hints = typing.get_type_hints(cls)
+        for field_name in names if names is not None else [f.name for f in dataclasses.fields(cls)]:
+            kind = (types or {}).get(field_name, hints.get(field_name))
+            fields[field_name] = (kind, None) if field_name in optional else (kind, ...)
+    return create_model(name, __doc__=doc, **fields)
 
 
-class AnswerOut(BaseModel):
-    """The answer object (the same as ``kazrag ask --json``)."""
-
-    id: str | None
-    question: str
-    answer: str
-    language: str
-    abstained: bool
-    citations: list[CitationOut]
-    retrieved: list[PassageOut]
-    timings_ms: dict[str, float]
-    note: str | None = None
+CitationOut = Citation
+DocumentOut = library.DocumentInfo
+if TYPE_CHECKING:  # to mypy the derived models are plain pydantic models (fields at run time)
+    PassageOut = BaseModel
+    AnswerOut = BaseModel
+else:
+    PassageOut = _model_of(
+        "PassageOut",
+        "A retrieved passage: a Hit's rank and score with its chunk's place and text.",
+        (Hit, ("rank",)),
+        (Chunk, ("doc_id", "chunk_id", "start", "end")),
+        (Hit, ("score",)),
+        (Chunk, ("text",)),
+        (Chunk, ("title",)),
+        optional=("title",),
+    )
+    AnswerOut = _model_of(
+        "AnswerOut",
+        "The answer object (the same as ``kazrag ask --json``).",
+        (Answer, None),
+        types={"citations": list[Citation], "retrieved": list[PassageOut]},
+        optional=("note",),
+    )
 
 
 class SearchOut(BaseModel):
@@ -181,20 +248,14 @@ class SearchOut(BaseModel):
     results: list[PassageOut]
 
 
-class DocumentOut(BaseModel):
-    doc_id: str
-    title: str
-    chars: int
-    chunks: int
-    source: Literal["seed", "upload"]
-    removable: bool
-
-
 class DocumentsOut(BaseModel):
     documents: list[DocumentOut]
 
 
 class UploadOut(BaseModel):
+    """The uploaded document: ``added`` (201), or ``replaced`` / ``unchanged`` (200)."""
+
+    status: library.UploadStatus
     document: DocumentOut
     documents: list[DocumentOut]
 
@@ -205,12 +266,18 @@ class RemoveOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
-    model: str
-    generator: str
-    documents: int
-    chunks: int
-    index_created: str | None
+    """Status and readiness; what is loaded only for a caller with the token (or no token set)."""
+
+    status: Literal["ok", "loading", "failed"] = Field(
+        description="ok: serving; loading: the model is loading and warming up; failed: "
+        "the start-up failed (the server log says why)"
+    )
+    ready: bool = Field(description="true once the model is loaded and warmed up")
+    model: str | None = None
+    generator: str | None = None
+    documents: int | None = None
+    chunks: int | None = None
+    index_created: str | None = None
 
 
 class CompletionMessage(BaseModel):
@@ -221,7 +288,15 @@ class CompletionMessage(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     message: CompletionMessage
-    finish_reason: str
+    finish_reason: Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    """Tokens of the request's messages and of the reply (see rag/tokens.py for the tokenizer)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 class CompletionOut(BaseModel):
@@ -232,6 +307,7 @@ class CompletionOut(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
+    usage: Usage
     citations: list[CitationOut]
     kazrag: AnswerOut
 
@@ -271,20 +347,43 @@ SSE_EVENT: dict[str, Any] = {
 class ApiError(Exception):
     """An error with its HTTP status; rendered as JSON by the app's handler."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.code = code
+        self.param = param
+        self.headers = headers
 
 
-def _error_response(request: Request, status: int, message: str, kind: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _error_response(
+    request: Request,
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if request.url.path.startswith("/v1"):
-        body: dict[str, Any] = {"error": {"message": message, "type": kind, "code": None}}
+        error = {"message": message, "type": kind, "param": param, "code": code}
+        body: dict[str, Any] = {"error": error}
     else:
-        body = {"error": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+        body = {"error": message} if code is None else {"error": message, "code": code}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -299,14 +398,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     # Starlette types every handler as taking Exception; each is registered for one class.
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         err = cast(ApiError, exc)
-        return _error_response(request, err.status, err.message, err.kind)
+        return _error_response(
+            request, err.status, err.message, err.kind, err.code, err.param, err.headers
+        )
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         message = _validation_message(cast(RequestValidationError, exc))
         return _error_response(request, 422, message, "invalid_request_error")
 
     async def question(request: Request, exc: Exception) -> JSONResponse:
-        return _error_response(request, 422, str(exc), "invalid_request_error")
+        # The reason's code (no_words, too_long, ...) lets a client tell the cases apart.
+        code = cast(QuestionError, exc).code
+        return _error_response(request, 422, str(exc), "invalid_request_error", code)
 
     async def library_error(request: Request, exc: Exception) -> JSONResponse:
         status = exc.status if isinstance(exc, library.LibraryError) else 422
@@ -358,6 +461,23 @@ def _authorize(
         )
 
 
+def _token_holder(request: Request) -> bool:
+    """Whether the caller may see more than liveness: no token is set, or it sent the token.
+
+    Sending no token is allowed (a liveness probe); sending a wrong one is still a 401. The
+    header is read here rather than through ``_bearer`` so that the schema does not mark the
+    route as requiring the token.
+    """
+    if not request.app.state.token:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if not given and not scheme:
+        return False
+    credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=given.strip())
+    _authorize(request, credentials if scheme.lower() == "bearer" else None)
+    return True
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -400,7 +520,7 @@ def sources_text(ans: Answer) -> str:
     note = f"\n\n({ans.note})" if ans.note else ""
     if not ans.citations:
         return note
-    lines = [f"\n\n{SOURCES_HEADING.get(ans.language, 'Sources')}:"]
+    lines = [f"\n\n{SOURCES_LABEL.get(ans.language, SOURCES_LABEL['en'])}:"]
     for c in ans.citations:
         quote = display_text(c.quote)
         quote = quote if len(quote) <= 200 else quote[:199].rstrip() + "…"
@@ -413,16 +533,48 @@ def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def _chunk(
-    cid: str, created: int, delta: dict[str, Any], finish: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": MODEL_ID,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """How one /v1 request wants its reply: ids, the token budget, the sources, the usage."""
+
+    cid: str
+    created: int
+    tokenizer: Tokenizer
+    prompt_tokens: int
+    max_tokens: int | None
+    inline_sources: bool
+    include_usage: bool
+
+    def usage(self, content: str) -> dict[str, int]:
+        """OpenAI's ``usage`` for a reply whose message content is ``content``."""
+        completion = count_tokens(self.tokenizer, content)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+    def chunk(
+        self, delta: dict[str, Any], finish: str | None = None, choices: bool = True
+    ) -> dict[str, Any]:
+        """One chat.completion.chunk (``usage`` is null on each one when usage was asked for)."""
+        body: dict[str, Any] = {
+            "id": self.cid,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": MODEL_ID,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else [],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        return body
+
+
+def _trimmed(ans: Answer, text: str) -> Answer:
+    """The answer as shown: ``text`` (maybe cut) with only the citations it still marks."""
+    if text == ans.answer:
+        return ans
+    return dataclasses.replace(ans, answer=text, citations=cited(text, ans.citations))
 
 
 def _event(body: dict[str, Any] | str) -> str:
@@ -430,28 +582,44 @@ def _event(body: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-def _sse(
-    first: str | Answer, rest: Iterator[str | Answer], cid: str, created: int
-) -> Iterator[str]:
-    """OpenAI's streaming format: role first, content deltas, sources, a stop chunk, [DONE].
+def _sse(pieces: Iterator[str | Answer], reply: _Reply) -> Iterator[str]:
+    """OpenAI's streaming format: role first, content deltas, a finish chunk, usage, [DONE].
 
-    The stop chunk carries the ``citations`` (a field OpenAI clients keep as an extra).
+    The finish chunk carries the ``citations`` (a field OpenAI clients keep as an extra); with
+    ``stream_options.include_usage`` a last chunk with no choices carries the ``usage``, as
+    OpenAI sends it. With ``max_tokens`` the text stops at the cut, the finish reason is
+    "length" and the citations are those of the text sent.
     """
-    yield _event(_chunk(cid, created, {"role": "assistant", "content": ""}))
+    yield _event(reply.chunk({"role": "assistant", "content": ""}))
     try:
         final: Answer | None = None
-        for item in itertools.chain([first], rest):
+        sent, finish = "", "stop"
+        for item in pieces:
             if isinstance(item, Answer):
                 final = item
-            elif item:
-                yield _event(_chunk(cid, created, {"content": item}))
+                continue
+            if not item or finish == "length":
+                continue  # past the cut: the rest is read only for the final answer
+            if reply.max_tokens is not None:
+                kept = cut_tokens(reply.tokenizer, sent + item, reply.max_tokens)
+                if kept != sent + item:
+                    finish = "length"
+                    item = kept[len(sent) :] if kept.startswith(sent) else ""
+            if item:
+                sent += item
+                yield _event(reply.chunk({"content": item}))
         if final is not None:
-            extra = sources_text(final)
+            shown = _trimmed(final, sent) if finish == "length" else final
+            extra = sources_text(shown) if reply.inline_sources else ""
             if extra:
-                yield _event(_chunk(cid, created, {"content": extra}))
-            stop = _chunk(cid, created, {}, "stop")
-            stop["citations"] = [c.to_json() for c in final.citations]
+                yield _event(reply.chunk({"content": extra}))
+            stop = reply.chunk({}, finish)
+            stop["citations"] = [c.to_json() for c in shown.citations]
             yield _event(stop)
+            if reply.include_usage:
+                last = reply.chunk({}, choices=False)
+                last["usage"] = reply.usage(sent + extra)
+                yield _event(last)
     except Exception as exc:  # the status line is sent already: report it in the stream
         logger.exception("streaming failed")
         yield _event({"error": {"message": f"the answer failed: {exc}", "type": "server_error"}})
@@ -507,6 +675,62 @@ async def _read_upload(request: Request) -> tuple[str, bytes]:
 
 # --- routes -----------------------------------------------------------------------------------
 
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _docs_routes(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served from this server.
+
+    The files come from the ``fastapi-offline`` package (its ``static`` folder: Swagger UI 5,
+    which reads OpenAPI 3.1, and ReDoc), so the pages render with no outside host.
+    """
+    assets = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title = f"{app.title} API"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url),
+            title=title,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=str(app.openapi_url),
+            title=title,
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def _no_such_route(request: Request) -> None:
+    """Unknown paths under /api and /v1 answer in the API's own error shape (not the chat's).
+
+    A known path with the wrong method is a 405 that names the allowed methods.
+    """
+    routes: list[APIRoute] = request.app.state.api_routes
+    allowed = sorted(
+        {m for r in routes if r.path_regex.match(request.url.path) for m in r.methods or ()}
+    )
+    if allowed:
+        raise ApiError(
+            405,
+            f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+    raise ApiError(
+        404, f"no route {request.method} {request.url.path} (the routes are listed at /docs)"
+    )
+
 
 def _api_routes(guard: Sequence[Any]) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["kazrag"], dependencies=list(guard))
@@ -521,7 +745,10 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
 
     @router.post("/search", response_model=SearchOut, responses=_errors(ErrorOut))
     def search(req: SearchRequest, request: Request) -> dict[str, Any]:
-        """Ranked passages for a query (hybrid dense + BM25 retrieval, no answer)."""
+        """Ranked passages for a query (hybrid dense + BM25 retrieval, no answer).
+
+        The number of passages is ``top_k``; ``k`` (the CLI's ``-k``) is accepted as well.
+        """
         engine = _engine(request)
         query = clean_question(req.query, engine.settings.max_question_chars)
         hits = retrieve(engine, query, req.top_k)
@@ -545,7 +772,10 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         "/documents",
         status_code=201,
         response_model=UploadOut,
-        responses=_errors(ErrorOut, 409, 413, 415),
+        responses={
+            200: {"model": UploadOut, "description": "the same name again: replaced or unchanged"},
+            **_errors(ErrorOut, 409, 413, 415),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -561,13 +791,22 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
             }
         },
     )
-    async def upload(request: Request) -> dict[str, Any]:
-        """Add a .txt, .md, .pdf or .docx document (at most 10 MB) and update the index."""
+    async def upload(request: Request) -> JSONResponse:
+        """Add a .txt, .md, .pdf or .docx document (at most 10 MB) and update the index.
+
+        A new document is 201 "added". The same file name again is 200: "replaced" when the
+        text differs, "unchanged" (nothing rebuilt) when it is the same.
+        """
         filename, data = await _read_upload(request)
         engine = await run_in_threadpool(_engine, request)  # may load the model: not on the loop
-        info = await run_in_threadpool(library.add_document, engine, filename, data)
+        info, status = await run_in_threadpool(library.put_document, engine, filename, data)
         docs = library.list_documents(engine.settings, engine.index)
-        return {"document": info.to_json(), "documents": [d.to_json() for d in docs]}
+        body = {
+            "status": status,
+            "document": info.to_json(),
+            "documents": [d.to_json() for d in docs],
+        }
+        return JSONResponse(body, status_code=201 if status == "added" else 200)
 
     @router.delete(
         "/documents/{doc_id}", response_model=RemoveOut, responses=_errors(ErrorOut, 404, 409)
@@ -579,21 +818,43 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         docs = library.list_documents(engine.settings, engine.index)
         return {"removed": doc_id, "documents": [d.to_json() for d in docs]}
 
-    @router.get("/health", response_model=HealthOut, responses=_errors(ErrorOut))
-    def health(request: Request) -> dict[str, Any]:
-        """Liveness and what is loaded."""
-        engine = _engine(request)
-        m = engine.index.manifest
-        return {
-            "status": "ok",
-            "model": str(m.get("model")),
-            "generator": engine.settings.generator,
-            "documents": len(engine.index.documents),
-            "chunks": len(engine.index.chunks),
-            "index_created": m.get("created"),
-        }
-
+    router.add_api_route(
+        "/{path:path}", _no_such_route, methods=_ALL_METHODS, include_in_schema=False
+    )
     return router
+
+
+def _health_route(app: FastAPI) -> None:
+    """``GET /api/health``, outside the token guard: a liveness probe needs no token."""
+
+    @app.get(
+        "/api/health",
+        tags=["kazrag"],
+        response_model=HealthOut,
+        response_model_exclude_none=True,
+        responses=_errors(ErrorOut),
+        # The token is optional here: without it the answer is status and readiness only.
+        openapi_extra={"security": [{}, {"HTTPBearer": []}]} if app.state.token else None,
+    )
+    def health(request: Request, full: Annotated[bool, Depends(_token_holder)]) -> dict[str, Any]:
+        """Liveness and readiness (no token needed); what is loaded for a token holder.
+
+        ``ready`` is false while the model loads and warms up at start, then true.
+        """
+        state = request.app.state
+        status = "failed" if state.failed else ("ok" if state.ready else "loading")
+        out: dict[str, Any] = {"status": status, "ready": state.ready}
+        if full and state.ready:
+            engine = _engine(request)
+            m = engine.index.manifest
+            out |= {
+                "model": str(m.get("model")),
+                "generator": engine.settings.generator,
+                "documents": len(engine.index.documents),
+                "chunks": len(engine.index.chunks),
+                "index_created": m.get("created"),
+            }
+        return out
 
 
 def _openai_routes(guard: Sequence[Any]) -> APIRouter:
@@ -617,21 +878,48 @@ def _openai_routes(guard: Sequence[Any]) -> APIRouter:
                 "content": {"text/event-stream": {"schema": SSE_EVENT}},
                 "description": "a chat.completion, or server-sent chunks when stream is true",
             },
-            **_errors(OpenAIErrorOut),
+            **_errors(OpenAIErrorOut, 404),
         },
     )
     def chat_completions(req: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
         """OpenAI-compatible chat: the last user message is the question, earlier ones history.
 
-        Citations are appended to the message text and returned in a ``citations`` field (in
-        the final chunk when streaming).
+        The model is ``kazrag`` (any other name is a 404 ``model_not_found``). Citations come in
+        a ``citations`` field (in the final chunk when streaming); ``inline_sources: true`` also
+        appends them to the text. ``usage`` counts tokens with the answer's tokenizer (see
+        rag/tokens.py); ``max_tokens`` cuts the answer at a sentence or token boundary with
+        ``finish_reason`` "length". ``n`` must be 1.
         """
+        if req.model != MODEL_ID:
+            raise ApiError(
+                404,
+                f"The model `{req.model}` does not exist; this server offers `{MODEL_ID}`.",
+                code="model_not_found",
+                param="model",
+            )
+        if req.n != 1:
+            raise ApiError(
+                400,
+                f"n={req.n} is not supported: this server returns one choice (n=1)",
+                code="unsupported_value",
+                param="n",
+            )
         if req.messages[-1].role != "user":
             raise ApiError(400, "messages: the last message must come from the user")
         question = req.messages[-1].text()
         history = turns_from_messages(req.messages[:-1])
         engine = _engine(request)
-        cid, created = _completion_id(), int(time.time())
+        tokenizer = tokenizer_of(engine.embedder)
+        limits = [x for x in (req.max_tokens, req.max_completion_tokens) if x is not None]
+        reply = _Reply(
+            cid=_completion_id(),
+            created=int(time.time()),
+            tokenizer=tokenizer,
+            prompt_tokens=count_tokens(tokenizer, "\n".join(m.text() for m in req.messages)),
+            max_tokens=min(limits) if limits else None,
+            inline_sources=req.inline_sources,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        )
         if req.stream:
             pieces = stream_answer(question, history, engine=engine, top_k=req.top_k)
             # The first item comes after validation and retrieval: a bad question is still a 4xx.
@@ -639,59 +927,131 @@ def _openai_routes(guard: Sequence[Any]) -> APIRouter:
             if first is None:
                 raise ApiError(500, "the pipeline produced no answer", "server_error")
             return StreamingResponse(
-                _sse(first, pieces, cid, created),
+                _sse(itertools.chain([first], pieces), reply),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         ans = answer(question, history, engine=engine, top_k=req.top_k)
+        text = ans.answer
+        if reply.max_tokens is not None:
+            text = cut_tokens(tokenizer, text, reply.max_tokens)
+        shown = _trimmed(ans, text)
+        content = text + (sources_text(shown) if req.inline_sources else "")
         body = {
-            "id": cid,
+            "id": reply.cid,
             "object": "chat.completion",
-            "created": created,
+            "created": reply.created,
             "model": MODEL_ID,
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": ans.answer + sources_text(ans)},
-                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop" if text == ans.answer else "length",
                 }
             ],
-            "citations": [c.to_json() for c in ans.citations],
-            "kazrag": ans.to_json(),
+            "usage": reply.usage(content),
+            "citations": [c.to_json() for c in shown.citations],
+            "kazrag": shown.to_json(),
         }
         return JSONResponse(body)
 
+    router.add_api_route(
+        "/{path:path}", _no_such_route, methods=_ALL_METHODS, include_in_schema=False
+    )
     return router
+
+
+# A question for the warm-up at start: any text does; this one reaches every step.
+WARM_UP_QUESTION = "Бұл құжатта не айтылған?"
+
+
+def warm_up(engine: Engine) -> None:
+    """Run every lazy load the first question would otherwise wait for.
+
+    The extractive composer answers a throwaway question (model, retriever, sentence scoring,
+    language detector). With a language model only the local part is warmed: an answer would
+    spend the language model's time at every start.
+    """
+    t0 = time.perf_counter()
+    if engine.settings.generator == "extractive":
+        answer(WARM_UP_QUESTION, engine=engine)
+    else:
+        retrieve(engine, WARM_UP_QUESTION, engine.settings.top_k)
+        engine.embedder.embed_passages([WARM_UP_QUESTION])
+        detect_language(WARM_UP_QUESTION)
+    logger.info("warm-up took %.0f ms", (time.perf_counter() - t0) * 1000)
+
+
+def _start(app: FastAPI) -> None:
+    """Load the engine (unless one was given) and warm it; then health reports ready."""
+    state = app.state
+    try:
+        if state.engine is None:
+            state.engine = get_engine(state.settings)  # the process-wide one, kept at hand
+        warm_up(state.engine)
+    except Exception:
+        logger.exception("the start-up failed: the model or the index could not be loaded")
+        state.failed = True
+        return
+    state.ready = True
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load and warm the model when the server starts, so the first answer is not the slow one.
+
+    A given engine (already loaded) is warmed before the server accepts requests; otherwise
+    the model loads in a thread while the server already answers ``/api/health`` with
+    ``ready: false``.
+    """
+    if app.state.engine is not None:
+        await run_in_threadpool(_start, app)
+    else:
+        threading.Thread(target=_start, args=(app,), name="kazrag-start", daemon=True).start()
+    yield
 
 
 def create_app(
     settings: Settings, engine: Engine | None = None, token: str | None = None
 ) -> FastAPI:
-    """The FastAPI app with the REST and OpenAI routes (the chat is mounted by :func:`serve`).
+    """The FastAPI app with the REST and OpenAI routes and the docs pages (offline).
 
-    ``engine`` defaults to the process-wide :func:`rag.pipeline.get_engine` (loaded on first
-    use); ``token`` defaults to ``$KAZRAG_API_TOKEN``.
+    ``engine`` defaults to the process-wide :func:`rag.pipeline.get_engine`, loaded and warmed
+    up when the server starts (see :func:`_lifespan`); ``token`` defaults to
+    ``$KAZRAG_API_TOKEN``.
     """
     app = FastAPI(
         title="kazrag",
         version="0.1.0",
         description="Question answering over Kazakh documents with exact citations.",
-        # Outside /api so that, with a token set, every /api route is guarded and the schema
-        # stays readable for client generators.
-        docs_url="/docs",
+        # The docs pages are served from files in the package (see _docs_routes): the default
+        # ones load their scripts from a CDN, a blank page offline.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     app.state.started = time.time()
+    app.state.ready = False
+    app.state.failed = False
     _install_error_handlers(app)
+    _docs_routes(app)
+    _health_route(app)
     # The bearer check (and its entry in the schema) only exists when a token is configured,
     # so the served schema always says truthfully whether the API wants one.
     guard = [Depends(_authorize)] if app.state.token else []
-    app.include_router(_api_routes(guard))
-    app.include_router(_openai_routes(guard))
+    routers = [_api_routes(guard), _openai_routes(guard)]
+    for router in routers:
+        app.include_router(router)
+    # What the catch-all routes compare a wrong method against (405 rather than 404).
+    app.state.api_routes = [
+        r
+        for r in [*app.routes, *(r for router in routers for r in router.routes)]
+        if isinstance(r, APIRoute) and r.endpoint is not _no_such_route
+    ]
     return app
 
 

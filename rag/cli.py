@@ -34,6 +34,31 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
+def _existing_index(args: argparse.Namespace) -> None:
+    """An index named with ``--index`` must exist: a typo must not build a new index silently.
+
+    Only the default index (what ``make run`` uses) is built when it is missing.
+    """
+    folder: Path | None = getattr(args, "index", None)
+    if folder is None or (folder / "manifest.json").is_file():
+        return
+    corpus = f" --corpus {args.corpus}" if getattr(args, "corpus", None) else ""
+    raise ValueError(f"no index at {folder}; build it with: kazrag index --index {folder}{corpus}")
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for kazrag's messages: no progress bars or notices from the model libraries.
+
+    Set before transformers and sentence-transformers are imported (they read these once);
+    ``--verbose`` leaves them as they are.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in ("transformers", "sentence_transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2))
 
@@ -69,6 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Print the ranked chunks for a query."""
     from rag.pipeline import clean_question, get_engine
 
+    _existing_index(args)
     s = _settings(args)
     query = clean_question(args.query, s.max_question_chars)
     hits = get_engine(s).retriever.search(query, args.k, args.mode)
@@ -85,16 +111,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_answer(ans: Any) -> None:
+    from rag.generation import PASSAGES_LABEL, SOURCES_LABEL
+
     print(ans.answer)
     if ans.note:
         print(f"\n({ans.note})")
     if ans.citations:
-        print("\nSources:")
+        print(f"\n{SOURCES_LABEL.get(ans.language, SOURCES_LABEL['en'])}:")
         for c in ans.citations:
             print(f"  [{c.marker}] {c.title[:70]} — {c.doc_id} [{c.start}:{c.end}]")
             print(f"      «{c.quote[:240]}{'…' if len(c.quote) > 240 else ''}»")
     elif ans.abstained and ans.retrieved:
-        print("\nClosest passages:")
+        print(f"\n{PASSAGES_LABEL.get(ans.language, PASSAGES_LABEL['en'])}:")
         for h in ans.retrieved[:3]:
             print(
                 f"  {h.rank}. {h.chunk.doc_id} [{h.chunk.start}:{h.chunk.end}] {h.chunk.text[:200]}…"
@@ -105,6 +133,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question."""
     from rag.pipeline import answer
 
+    _existing_index(args)
     ans = answer(args.question, settings=_settings(args), top_k=args.top_k)
     if args.json:
         _print_json(ans.to_json())
@@ -118,6 +147,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from rag.conversation import Turn
     from rag.pipeline import QuestionError, answer, get_engine
 
+    _existing_index(args)
     s = _settings(args)
     get_engine(s)
     history: list[Turn] = []
@@ -142,13 +172,40 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append(Turn(ans.question, ans.answer))
 
 
+def _batch_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a batch file: JSON objects with ``question``; ``id`` defaults to the line."""
+    if not path.is_file():
+        raise ValueError(f"questions file not found: {path}")
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or "question" not in row:
+                raise ValueError(f"{path}:{n}: each line needs a 'question' field")
+            row["id"] = str(row.get("id", n))
+            rows.append(row)
+    seen: set[str] = set()
+    for row in rows:
+        if row["id"] in seen:
+            raise ValueError(f"{path}: duplicate question id {row['id']}")
+        seen.add(row["id"])
+    if not rows:
+        raise ValueError(f"{path}: no questions")
+    return rows
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
     from rag.conversation import Turn
-    from rag.evaluation import load_questions
     from rag.pipeline import QuestionError, answer, get_engine
 
-    rows = load_questions(Path(args.inp), strict=False)
+    rows = _batch_rows(Path(args.inp))
+    _existing_index(args)
     s = _settings(args)
     engine = get_engine(s)
     out = Path(args.out)
@@ -216,13 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("search", help="ranked passages for a query")
     _common(sp)
     sp.add_argument("query")
-    sp.add_argument("-k", type=int, default=5)
+    sp.add_argument("-k", "--top-k", dest="k", type=int, default=5, help="passages to show")
     sp.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_search)
 
-    for name, func, help_ in (("ask", cmd_ask, "answer a question"), ("chat", cmd_chat, "chat")):
-        sp = sub.add_parser(name, help=help_)
+    commands = (
+        (
+            "ask",
+            cmd_ask,
+            "answer a question",
+            "Answer one question from the documents, with "
+            "citations (the answer's sources are printed below it).",
+        ),
+        (
+            "chat",
+            cmd_chat,
+            "ask questions one after another in the terminal",
+            "An interactive question-and-answer session in the terminal: type a question, get "
+            'the answer with its sources, then ask a follow-up ("and why?") that uses the '
+            "earlier questions. Type exit or press Ctrl-D to quit.",
+        ),
+    )
+    for name, func, help_, description in commands:
+        sp = sub.add_parser(name, help=help_, description=description)
         _common(sp)
         if name == "ask":
             sp.add_argument("question")
@@ -231,10 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--generator", choices=["extractive", "openai", "llamacpp"])
         sp.set_defaults(func=func)
 
-    sp = sub.add_parser("batch", help="answer a JSONL file of questions")
+    sp = sub.add_parser(
+        "batch",
+        help="answer a JSONL file of questions",
+        description="Answer every line of a JSONL file. Each line is a JSON object with "
+        "'question' (required), 'id' (optional; the line number by default) and 'follows' "
+        "(optional: the id of an earlier line whose question and answer this one follows up, "
+        "as in a conversation). Each answer object (or {id, error}) is written as one line "
+        "of --out.",
+    )
     _common(sp)
-    sp.add_argument("--in", dest="inp", required=True)
-    sp.add_argument("--out", required=True)
+    sp.add_argument(
+        "--in", dest="inp", required=True, metavar="QUESTIONS.jsonl", help="the questions"
+    )
+    sp.add_argument("--out", required=True, metavar="ANSWERS.jsonl", help="the answers")
     sp.add_argument("--generator", choices=["extractive", "openai", "llamacpp"])
     sp.set_defaults(func=cmd_batch)
 
@@ -271,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kazrag`` console script."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet_libraries()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -133,3 +133,13 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """Encode passages with the model's ``passage`` prompt."""
         return self._encode(texts, "passage", show_progress)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the model tokenizer's tokens in ``text`` (see rag/tokens.py).
+
+        No special tokens and no truncation: this counts an answer, it does not encode one.
+        """
+        enc = self.model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]

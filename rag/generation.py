@@ -41,6 +41,9 @@ LEAD = {
     "ru": "В документах (на казахском языке) сказано:",
     "en": "The documents (in Kazakh) say:",
 }
+# Headings a front end prints under an answer (CLI, the API's inline sources), in its language.
+SOURCES_LABEL = {"kk": "Дереккөздер", "ru": "Источники", "en": "Sources"}
+PASSAGES_LABEL = {"kk": "Ең жақын үзінділер", "ru": "Ближайшие фрагменты", "en": "Closest passages"}
 
 # Answer-type cues: the question word tells what the answer sentence should contain.
 _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {

@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -345,6 +345,9 @@ def _rebuild(engine: Engine, progress: Progress) -> CorpusIndex:
     return index
 
 
+UploadStatus = Literal["added", "replaced", "unchanged"]
+
+
 def add_document(
     engine: Engine, filename: str, data: bytes, progress: Progress | None = None
 ) -> DocumentInfo:
@@ -352,6 +355,17 @@ def add_document(
 
     A document with the same stored name as an earlier upload replaces it; one that would
     shadow a seed document is refused. Nothing is written unless the whole upload is valid.
+    """
+    return put_document(engine, filename, data, progress)[0]
+
+
+def put_document(
+    engine: Engine, filename: str, data: bytes, progress: Progress | None = None
+) -> tuple[DocumentInfo, UploadStatus]:
+    """:func:`add_document`, also saying whether the document was added, replaced or unchanged.
+
+    An upload whose text equals the stored one changes nothing (no rebuild): the API answers it
+    with 200 "unchanged" rather than 201 as if it were new.
     """
     report = progress or _noop
     settings = engine.settings
@@ -376,6 +390,11 @@ def add_document(
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
         previous = target.read_bytes() if target.is_file() else None
+        indexed = {d["doc_id"] for d in engine.index.documents}
+        if previous == text.encode("utf-8") and name in indexed:
+            report(1.0, "unchanged")
+            info = next(d for d in list_documents(settings, engine.index) if d.doc_id == name)
+            return info, "unchanged"
         tmp = folder / f".{name}.part"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)
@@ -389,7 +408,7 @@ def add_document(
             raise
     logger.info("added %s (%d characters) from %s", name, len(text), filename)
     info = next(d for d in list_documents(settings, index) if d.doc_id == name)
-    return info
+    return info, "added" if previous is None else "replaced"
 
 
 def remove_document(engine: Engine, doc_id: str, progress: Progress | None = None) -> None:

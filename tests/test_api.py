@@ -4,6 +4,7 @@ server on loopback (also with the official OpenAI client), and schemathesis agai
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -71,7 +72,8 @@ def test_health(client: TestClient, shared_engine: Engine) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ok"
+    # A given engine is warmed up before the server takes requests: ready from the start.
+    assert body["status"] == "ok" and body["ready"] is True
     assert body["documents"] == len(SEED_FILES)
     assert body["chunks"] == len(shared_engine.index.chunks)
     assert body["model"] == "hash-embedder" and body["generator"] == "extractive"
@@ -208,6 +210,7 @@ def test_upload_ask_and_remove(own_client: TestClient) -> None:
     r = own_client.post("/api/documents", files={"file": ("ауыл.txt", AUYL.encode(), "text/plain")})
     assert r.status_code == 201, r.text
     body = r.json()
+    assert body["status"] == "added"
     assert body["document"]["doc_id"] == "ауыл.txt"
     assert "ауыл.txt" in {d["doc_id"] for d in body["documents"]}
 
@@ -334,10 +337,24 @@ def test_chat_completion(client: TestClient) -> None:
     assert body["object"] == "chat.completion"
     content = body["choices"][0]["message"]["content"]
     assert body["choices"][0]["finish_reason"] == "stop"
-    assert "[1]" in content and "Дереккөздер:" in content
+    # Sources come in their own field by default: the content is the answer alone.
+    assert content == body["kazrag"]["answer"]
+    assert "[1]" in content and "Дереккөздер:" not in content
     assert body["citations"] and body["citations"][0]["marker"] == 1
+    assert body["citations"] == body["kazrag"]["citations"]
+
+
+def test_chat_completion_with_inline_sources(client: TestClient) -> None:
+    r = client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": QUESTION}], "inline_sources": True},
+    )
+    assert r.status_code == 200
+    body = r.json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith(body["kazrag"]["answer"])
+    assert "Дереккөздер:" in content
     assert body["citations"][0]["doc_id"] in content
-    assert body["kazrag"]["answer"] in content
 
 
 def test_chat_completion_takes_history_and_content_parts(
@@ -357,7 +374,7 @@ def test_chat_completion_takes_history_and_content_parts(
         {"role": "assistant", "content": "Бірінші жауап [1]"},
         {"role": "user", "content": FOLLOW_UP},
     ]
-    r = client.post("/v1/chat/completions", json={"model": "any", "messages": messages})
+    r = client.post("/v1/chat/completions", json={"model": "kazrag", "messages": messages})
     assert r.status_code == 200
     question, history = seen[0]
     assert question == FOLLOW_UP
@@ -403,6 +420,8 @@ def test_chat_completion_stream(client: TestClient) -> None:
     assert final["choices"][0]["finish_reason"] == "stop"
     assert final["citations"][0]["marker"] == 1
     assert "[1]" in streamed_content(chunks)
+    assert "Дереккөздер:" not in streamed_content(chunks)
+    assert all("usage" not in c for c in chunks)  # only when stream_options asks for it
 
 
 def test_stream_with_a_bad_question_is_still_a_4xx(client: TestClient) -> None:
@@ -436,6 +455,8 @@ def test_every_api_and_v1_route_wants_the_token(
     assert len(routes) == 8
     with TestClient(app) as c:
         for method, path in routes:
+            if path == "/api/health":
+                continue  # a liveness probe: see test_health_without_the_token
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 r = c.request(method, path, headers=headers)
                 assert r.status_code == 401, (method, path, headers)
@@ -480,7 +501,10 @@ def test_openapi_schema_declares_the_bearer_token(shared_engine: Engine) -> None
         op.get("security") == [{"HTTPBearer": []}]
         for path, item in schema["paths"].items()
         for op in item.values()
+        if path != "/api/health"
     )
+    # The health check takes the token optionally ({} is "no authentication").
+    assert schema["paths"]["/api/health"]["get"]["security"] == [{}, {"HTTPBearer": []}]
 
 
 # --- a real server on loopback --------------------------------------------------------------
@@ -654,3 +678,165 @@ def test_schemathesis(api_schema: Any, method: str, path: str, mode: str) -> Non
         case.call_and_validate(headers=auth, excluded_checks=excluded)
 
     check()
+
+
+# --- issue 10: start-up, liveness, docs, routes, names, uploads ---------------------------------
+
+
+def test_health_without_the_token_says_only_status_and_readiness(shared_engine: Engine) -> None:
+    app = api.create_app(shared_engine.settings, shared_engine, token=TOKEN)
+    with TestClient(app) as c:
+        r = c.get("/api/health")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ok", "ready": True}
+        full = c.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert full["ready"] is True and full["documents"] == len(SEED_FILES)
+        assert full["model"] == "hash-embedder" and full["chunks"] > 0
+        wrong = c.get("/api/health", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401 and "bearer token" in wrong.json()["error"]
+
+
+def test_the_model_loads_and_warms_up_at_start(
+    shared_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no engine given, the server starts at once, says ready: false while the engine
+    loads, warms the engine up (a throwaway question), then says ready: true."""
+    release = threading.Event()
+    loaded: list[Any] = []
+    warmed: list[str] = []
+
+    def slow_engine(settings: Any) -> Engine:
+        release.wait(timeout=30)
+        loaded.append(settings)
+        return shared_engine
+
+    real_answer = api.answer
+
+    def spy(question: str, *args: Any, **kwargs: Any) -> Any:
+        warmed.append(question)
+        return real_answer(question, *args, **kwargs)
+
+    monkeypatch.setattr(api, "get_engine", slow_engine)
+    monkeypatch.setattr(api, "answer", spy)
+    app = api.create_app(shared_engine.settings, None, token="")
+    with TestClient(app) as c:
+        assert c.get("/api/health").json() == {"status": "loading", "ready": False}
+        release.set()
+        deadline = time.monotonic() + 30
+        while not c.get("/api/health").json()["ready"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        body = c.get("/api/health").json()
+        assert body["ready"] is True and body["status"] == "ok"
+        assert loaded == [shared_engine.settings]
+        assert warmed == [api.WARM_UP_QUESTION]  # warmed before any question was asked
+
+
+def test_a_failed_start_is_reported(shared_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(settings: Any) -> Engine:
+        raise RuntimeError("no model here")
+
+    monkeypatch.setattr(api, "get_engine", broken)
+    with TestClient(api.create_app(shared_engine.settings, None, token="")) as c:
+        deadline = time.monotonic() + 30
+        while c.get("/api/health").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert c.get("/api/health").json() == {"status": "failed", "ready": False}
+
+
+def test_docs_pages_load_nothing_from_outside(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        html = r.text
+        assert "/openapi.json" in html
+        # Every script, style sheet and icon comes from this server.
+        assert "http://" not in html and "https://" not in html.replace("https://github.com", ""), (
+            html
+        )
+        for asset in re.findall(r'(?:src|href)="(/[^"]+)"', html):
+            assert client.get(asset).status_code == 200, asset
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/nope", 404),
+        ("POST", "/api/ask/extra", 404),
+        ("GET", "/api/ask", 405),
+        ("PUT", "/api/documents/x.txt", 405),
+        ("GET", "/v1/nope", 404),
+        ("GET", "/v1/chat/completions", 405),
+    ],
+)
+def test_unknown_routes_answer_in_the_api_error_shape(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    r = client.request(method, path)
+    assert r.status_code == status
+    err = r.json()["error"]
+    message = err["message"] if path.startswith("/v1") else err
+    assert isinstance(message, str) and path in message
+    if status == 405:
+        assert r.headers["allow"]
+
+
+def test_search_takes_k_like_the_cli(client: TestClient) -> None:
+    by_k = client.post("/api/search", json={"query": "Қазақстан халқы ассамблеясы", "k": 2})
+    by_top_k = client.post("/api/search", json={"query": "Қазақстан халқы ассамблеясы", "top_k": 2})
+    assert by_k.status_code == 200 and len(by_k.json()["results"]) == 2
+    assert by_k.json() == by_top_k.json()
+    assert client.post("/api/search", json={"query": "x", "k": 0}).status_code == 422
+    # The schema documents one name (top_k); k is accepted.
+    props = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
+    assert "top_k" in props["properties"]
+
+
+def test_uploading_the_same_file_again(own_client: TestClient) -> None:
+    first = own_client.post("/api/documents", files={"file": ("ауыл.txt", AUYL.encode())})
+    assert first.status_code == 201 and first.json()["status"] == "added"
+    again = own_client.post("/api/documents", files={"file": ("ауыл.txt", AUYL.encode())})
+    assert again.status_code == 200 and again.json()["status"] == "unchanged"
+    assert again.json()["documents"] == first.json()["documents"]
+    changed = AUYL + " Мектепте жүз оқушы оқиды."
+    other = own_client.post("/api/documents", files={"file": ("ауыл.txt", changed.encode())})
+    assert other.status_code == 200 and other.json()["status"] == "replaced"
+    doc = other.json()["document"]
+    assert doc["doc_id"] == "ауыл.txt" and doc["chars"] > first.json()["document"]["chars"]
+
+
+@pytest.mark.parametrize("question", ["😀😀 ???", "...", "→ ★ ♥"])
+def test_a_question_with_no_words_is_a_4xx_naming_the_reason(
+    client: TestClient, question: str
+) -> None:
+    r = client.post("/api/ask", json={"question": question})
+    assert r.status_code == 422
+    assert r.json()["code"] == "no_words" and "no words" in r.json()["error"]
+    r = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": question}]}
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "no_words"
+    assert "no words" in r.json()["error"]["message"]
+
+
+def test_response_models_match_the_json_of_the_dataclasses(
+    client: TestClient, shared_engine: Engine
+) -> None:
+    """The served schema is derived from rag/schema.py: its fields are exactly the keys of the
+    real JSON, and real answers validate against it."""
+    from pydantic import TypeAdapter
+
+    from rag.pipeline import answer
+    from rag.schema import Citation
+
+    ans = answer(QUESTION, engine=shared_engine)
+    body = ans.to_json()
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schemas["AnswerOut"]["properties"]) == set(body) | {"note"}
+    assert set(schemas["AnswerOut"]["required"]) == set(body) - {"note"}
+    assert set(schemas["PassageOut"]["properties"]) == set(body["retrieved"][0]) | {"title"}
+    assert set(schemas["Citation"]["properties"]) == set(body["citations"][0])
+    assert set(schemas["Citation"]["properties"]) == set(Citation.__dataclass_fields__)
+    TypeAdapter(api.AnswerOut).validate_python(body)
+    listed = client.get("/api/documents").json()["documents"][0]
+    assert set(schemas["DocumentInfo"]["properties"]) == set(listed)

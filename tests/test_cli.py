@@ -81,7 +81,7 @@ def test_ask_prints_answer_and_sources(index_dir, capsys):
     capsys.readouterr()
     assert main(["ask", "Қазақстан халқы Ассамблеясы қашан құрылды?", *_args(index_dir)]) == 0
     out = capsys.readouterr().out
-    assert "[1]" in out and "Sources:" in out
+    assert "[1]" in out and "Дереккөздер:" in out  # the labels follow the answer's language
     assert main(["ask", "When was the Assembly founded?", "--json", *_args(index_dir)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["language"] == "en" and data["retrieved"]
@@ -152,3 +152,93 @@ def test_malformed_jsonl_is_reported_with_its_line(tmp_path):
     bad.write_text('{"id": 1, "question": "ok"}\n{not json\n', encoding="utf-8")
     proc = _run("batch", "--in", str(bad), "--out", str(tmp_path / "o.jsonl"))
     assert proc.returncode == 2 and "bad.jsonl:2: not valid JSON" in proc.stderr
+
+
+# --- issue 10 §5 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ask", "Абай кім?"),
+        ("search", "Абай"),
+        ("chat",),
+        ("batch", "--in", str(SEEDS / "questions.jsonl"), "--out", "/tmp/kazrag-unused.jsonl"),
+    ],
+)
+def test_a_missing_index_named_explicitly_is_an_error(tmp_path, args):
+    typo = tmp_path / "indx"
+    proc = _run(*args, "--index", str(typo))
+    assert proc.returncode == 2, proc.stderr
+    assert f"kazrag index --index {typo}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not typo.exists()  # nothing was built
+
+
+@pytest.mark.parametrize("question", ["😀😀 ???", "...", "→ ★ ♥"])
+def test_a_question_with_no_words_is_refused(question):
+    proc = _run("ask", question)
+    assert proc.returncode == 2
+    assert "no words" in proc.stderr and "please ask a question in words" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
+
+
+def test_chat_and_batch_help_say_what_they_do():
+    chat = _run("chat", "--help")
+    assert chat.returncode == 0 and "follow-up" in chat.stdout and "exit" in chat.stdout
+    batch = " ".join(_run("batch", "--help").stdout.split())
+    for field in ("'question' (required)", "'id' (optional", "'follows'"):
+        assert field in batch
+    assert "follows up" in batch
+
+
+@pytest.mark.parametrize(
+    ("language", "sources", "passages"),
+    [
+        ("kk", "Дереккөздер:", "Ең жақын үзінділер:"),
+        ("ru", "Источники:", "Ближайшие фрагменты:"),
+        ("en", "Sources:", "Closest passages:"),
+    ],
+)
+def test_labels_follow_the_answers_language(capsys, language, sources, passages):
+    from rag.cli import _print_answer
+    from rag.schema import Answer, Chunk, Citation, Hit
+
+    chunk = Chunk("c1", "d.txt", "Құжат", "Мәтін.", 0, 6)
+    cited = Answer(
+        "q",
+        "Жауап [1]",
+        language,
+        False,
+        (Citation(1, "d.txt", "Құжат", "c1", 0, 6, "Мәтін."),),
+        (),
+    )
+    _print_answer(cited)
+    out = capsys.readouterr().out
+    assert sources in out and passages not in out
+    abstained = Answer("q", "Жоқ.", language, True, (), (Hit(chunk, 1.0, 1),))
+    _print_answer(abstained)
+    out = capsys.readouterr().out
+    assert passages in out and sources not in out
+
+
+def test_batch_lines_need_only_a_question(tmp_path):
+    src = tmp_path / "q.jsonl"
+    src.write_text('{"question": "   "}\n{"id": "x", "question": ""}\n', encoding="utf-8")
+    from rag.cli import _batch_rows
+
+    assert [r["id"] for r in _batch_rows(src)] == ["1", "x"]
+    src.write_text('{"id": "a"}\n', encoding="utf-8")
+    proc = _run("batch", "--in", str(src), "--out", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 2 and "needs a 'question'" in proc.stderr
+
+
+@pytest.mark.model
+def test_stderr_has_no_progress_bars(index_dir):
+    """Loading the model prints nothing: stderr is for kazrag's own messages."""
+    proc = _run("ask", "Қазақстан халқы Ассамблеясы қашан құрылды?", *_args(index_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "[1]" in proc.stdout
+    assert proc.stderr == ""
+    verbose = _run("-v", "search", "Ассамблея", "-k", "1", *_args(index_dir))
+    assert verbose.returncode == 0 and "INFO" in verbose.stderr
