@@ -657,6 +657,8 @@ def test_schemathesis(api_schema: Any, method: str, path: str, mode: str) -> Non
     from schemathesis.checks import load_all_checks
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+    if (method, path, mode) == ("GET", "/api/health", "negative"):
+        pytest.skip("nothing to make invalid: no parameters, and the token is optional here")
     load_all_checks()
     operation = api_schema[path][method]
     strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
