@@ -11,7 +11,7 @@ the message. When ``KAZRAG_API_TOKEN`` is set, every ``/api`` and ``/v1`` route 
 ``Authorization: Bearer <token>``, except ``/api/health``, which without it says only whether
 the server is up and ready (a liveness probe); the server binds to 127.0.0.1 unless told
 otherwise. The model is loaded and warmed up when the server starts (``ready`` turns true), and
-the docs pages (``/docs``, ``/redoc``) load nothing from outside the server.
+the docs page (``/docs``; ``/redoc`` leads there) loads nothing from outside the server.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -682,10 +682,10 @@ DOCS_ASSETS = "/docs-assets"
 
 
 def _docs_routes(app: FastAPI) -> None:
-    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served from this server.
+    """``/docs`` (Swagger UI) with its script, style sheet and icon served from this server.
 
     The files come from the ``fastapi-offline`` package (its ``static`` folder: Swagger UI 5,
-    which reads OpenAPI 3.1, and ReDoc), so the pages render with no outside host.
+    which reads OpenAPI 3.1), so the page renders with no outside host.
     """
     assets = Path(str(importlib.resources.files("fastapi_offline") / "static"))
     app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
@@ -701,15 +701,11 @@ def _docs_routes(app: FastAPI) -> None:
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
         )
 
+    # ReDoc's page fetches its logo from cdn.redoc.ly whatever the options: /redoc sends the
+    # reader to /docs instead of being a second, half-offline page (or a 404).
     @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=str(app.openapi_url),
-            title=title,
-            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
-            with_google_fonts=False,
-        )
+    def redoc() -> RedirectResponse:
+        return RedirectResponse("/docs")
 
 
 def _no_such_route(request: Request) -> None:
