@@ -511,22 +511,31 @@ def _titles(engine: Engine) -> dict[str, str]:
     return {d["doc_id"]: d.get("title", d["doc_id"]) for d in engine.index.documents}
 
 
+def appendix(ans: Answer, inline_sources: bool) -> str:
+    """What follows the answer in an OpenAI-style reply: the note, then the sources if asked.
+
+    The note (say, "the language model is unavailable") is always shown: it qualifies the
+    answer. The sources are in the ``citations`` field; as text only with ``inline_sources``.
+    """
+    note = f"\n\n({ans.note})" if ans.note else ""
+    return note + (sources_text(ans) if inline_sources else "")
+
+
 def sources_text(ans: Answer) -> str:
-    """The note (if any) and the citations as plain text, appended to an OpenAI-style reply.
+    """The citations as plain text (empty when there are none).
 
     Quotes and titles go through ``display_text`` like the answer's sentences, so a document's
     own «[n]» cannot pose as a marker of the reply.
     """
-    note = f"\n\n({ans.note})" if ans.note else ""
     if not ans.citations:
-        return note
+        return ""
     lines = [f"\n\n{SOURCES_LABEL.get(ans.language, SOURCES_LABEL['en'])}:"]
     for c in ans.citations:
         quote = display_text(c.quote)
         quote = quote if len(quote) <= 200 else quote[:199].rstrip() + "…"
         title = display_text(c.title)
         lines.append(f"[{c.marker}] {title} ({c.doc_id}, {c.start}–{c.end}): «{quote}»")
-    return note + "\n".join(lines)
+    return "\n".join(lines)
 
 
 def _completion_id() -> str:
@@ -610,7 +619,7 @@ def _sse(pieces: Iterator[str | Answer], reply: _Reply) -> Iterator[str]:
                 yield _event(reply.chunk({"content": item}))
         if final is not None:
             shown = _trimmed(final, sent) if finish == "length" else final
-            extra = sources_text(shown) if reply.inline_sources else ""
+            extra = appendix(shown, reply.inline_sources)
             if extra:
                 yield _event(reply.chunk({"content": extra}))
             stop = reply.chunk({}, finish)
@@ -932,7 +941,7 @@ def _openai_routes(guard: Sequence[Any]) -> APIRouter:
         if reply.max_tokens is not None:
             text = cut_tokens(tokenizer, text, reply.max_tokens)
         shown = _trimmed(ans, text)
-        content = text + (sources_text(shown) if req.inline_sources else "")
+        content = text + appendix(shown, req.inline_sources)
         body = {
             "id": reply.cid,
             "object": "chat.completion",
