@@ -1,5 +1,5 @@
-"""The chat: rendering and feedback (plain tests), then the real thing in Debian's chromium
-driven by Playwright against ``kazrag serve``'s app on 127.0.0.1.
+"""The chat in Debian's chromium, driven by Playwright against ``kazrag serve``'s app on
+127.0.0.1 (the plain tests of rendering and handlers are in ``tests/test_ui.py``).
 
 Run as a module to refresh the README screenshot with the real model::
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from rag.schema import Answer, Citation
-from rag.settings import Settings
-from tests.test_library import AUYL, SEED_FILES, small_engine
-from ui import app as ui
+from tests.test_library import AUYL, small_engine
+from ui.examples import EXAMPLES
+from ui.feedback import feedback_path
+from ui.texts import TEXT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
@@ -29,107 +29,6 @@ QUESTION = (
     "HAQ қозғалысы Қордай оқиғасынан кейін Қазақстан халқы ассамблеясының қызметін қалай бағалады?"
 )
 TIMEOUT_MS = 60_000
-
-
-def _answer(text: str, citations: tuple[Citation, ...] = (), note: str | None = None) -> Answer:
-    return Answer(
-        question="q",
-        answer=text,
-        language="kk",
-        abstained=not citations,
-        citations=citations,
-        retrieved=(),
-        note=note,
-    )
-
-
-def _citation(marker: int = 1, title: str = "Құжат", start: int = 10, end: int = 20) -> Citation:
-    return Citation(marker, "doc.txt", title, "c1", start, end, "quote")
-
-
-# --- rendering: escaped text in, HTML out ----------------------------------------------------
-
-
-def test_render_text_escapes_markup() -> None:
-    assert ui.render_text('<img src=x onerror="alert(1)">\nжол') == (
-        "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;<br>жол"
-    )
-
-
-def test_render_answer_links_known_markers_only() -> None:
-    ans = _answer("Бірінші <b>сөйлем</b> [1]. Белгісіз [7].", (_citation(title='"<Атау>"'),))
-    out = ui.render_answer(ans, turn=3)
-    assert '<a class="kz-cite" href="#kz-src-3-1" title="&quot;&lt;Атау&gt;&quot;">[1]</a>' in out
-    assert "[7]" in out and 'href="#kz-src-3-7"' not in out
-    assert "&lt;b&gt;сөйлем&lt;/b&gt;" in out and "<b>" not in out
-
-
-def test_render_answer_shows_the_note() -> None:
-    out = ui.render_answer(_answer("Жауап [1]", (_citation(),), note="fallback <used>"), 0)
-    assert '<span class="kz-note">fallback &lt;used&gt;</span>' in out
-
-
-def test_render_passage_highlights_the_span_in_context() -> None:
-    raw = "а" * 1000 + " <script>cited\nspan</script> " + "б" * 1000
-    start = raw.index("<script>")
-    end = raw.index("</script>") + len("</script>")
-    out = ui.render_passage(raw, start, end, "ignored")
-    assert "<mark>&lt;script&gt;cited span&lt;/script&gt;</mark>" in out
-    assert out.startswith("…") and out.endswith("…")
-    assert len(out) < 2 * ui.CONTEXT_CHARS + 200
-    assert "<script>" not in out
-
-
-@pytest.mark.parametrize(("start", "end"), [(-1, 3), (5, 2), (0, 10_000)])
-def test_render_passage_falls_back_to_the_quote_on_bad_offsets(start: int, end: int) -> None:
-    assert (
-        ui.render_passage("short text", start, end, "a <quote>") == "<mark>a &lt;quote&gt;</mark>"
-    )
-
-
-def test_render_passage_without_the_document() -> None:
-    assert ui.render_passage(None, 0, 3, "q") == "<mark>q</mark>"
-
-
-def test_render_sources_cards_and_positions(tmp_path: Path) -> None:
-    engine = small_engine(tmp_path)
-    raw = (engine.settings.corpus / SEED_FILES[0]).read_text(encoding="utf-8")
-    start = raw.index("HAQ қозғалысы негізсіз")
-    citation = Citation(
-        1, SEED_FILES[0], "Title <x>", "c", start, start + 40, raw[start : start + 40]
-    )
-    turns = [
-        {"answer": _answer("Бірінші [1]", (citation,)).to_json()},
-        {"answer": _answer("Екінші [1]", (citation,)).to_json()},
-    ]
-    out = ui.render_sources(engine.settings, turns, "kk")
-    # Newest question first and open; every card has its id, its highlight and its position.
-    assert out.index('id="kz-turn-1" open') < out.index('id="kz-turn-0"')
-    assert 'id="kz-src-0-1"' in out and 'id="kz-src-1-1" open' in out
-    assert f"<mark>{raw[start : start + 40]}</mark>" in out.replace("\n", " ")
-    pct = round(100 * start / len(raw))
-    assert f"{start}–{start + 40} таңба ({len(raw)} таңбаның {pct}%-ы)" in out
-    assert "Title &lt;x&gt;" in out
-    assert "of" in ui.render_sources(engine.settings, turns, "en")
-    assert ui.TEXT["ru"]["sources_empty"] in ui.render_sources(engine.settings, [], "ru")
-
-
-def test_every_language_has_every_label() -> None:
-    keys = set(ui.TEXT["kk"])
-    assert all(set(ui.TEXT[lang]) == keys for lang in ("ru", "en"))
-    assert set(ui.LANGUAGES.values()) == {"kk", "ru", "en"}
-
-
-def test_feedback_goes_to_a_settings_derived_jsonl(tmp_path: Path) -> None:
-    settings = Settings(uploads=tmp_path / "data" / "uploads")
-    assert ui.feedback_path(settings) == tmp_path / "data" / "feedback.jsonl"
-    turn = {"answer": _answer("Жауап [1]", (_citation(),)).to_json(), "generator": "extractive"}
-    ui.record_feedback(settings, turn, "up")
-    ui.record_feedback(settings, turn, "down")
-    rows = [json.loads(x) for x in ui.feedback_path(settings).read_text("utf-8").splitlines()]
-    assert [r["rating"] for r in rows] == ["up", "down"]
-    assert rows[0]["question"] == "q" and rows[0]["answer"] == "Жауап [1]"
-    assert rows[0]["citations"][0]["doc_id"] == "doc.txt"
 
 
 # --- the browser ----------------------------------------------------------------------------
@@ -149,8 +48,8 @@ def _playwright() -> Any:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from rag.api import build_app
     from tests.test_api import running_server
+    from ui.server import build_app
 
     _playwright()  # skip before building anything
     engine = small_engine(tmp_path_factory.mktemp("ui"))
@@ -250,6 +149,11 @@ def test_upload_a_document_and_ask_about_it(
     page.click("#kz-remove-pick input")
     page.click("ul[role=listbox] li >> text=ауыл.txt")
     page.click("#kz-remove")
+    # Asked first: nothing is removed until the removal is confirmed.
+    page.wait_for_selector("#kz-confirm-yes")
+    assert "ауыл.txt" in page.inner_text("#kz-confirm-text")
+    assert page.locator("#kz-doc-list tbody tr").count() == rows + 1
+    page.click("#kz-confirm-yes")
     page.wait_for_function(
         "n => document.querySelectorAll('#kz-doc-list tbody tr').length === n", arg=rows
     )
@@ -274,7 +178,7 @@ def test_rejected_upload_shows_a_clear_message(page: Any, tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_feedback_and_clear(page: Any, served: tuple[str, Any]) -> None:
-    path = ui.feedback_path(served[1].settings)
+    path = feedback_path(served[1].settings)
     before = path.read_text("utf-8").count("\n") if path.exists() else 0
     ask(page, QUESTION, 1)
     page.click("#kz-chat button[aria-label=Dislike]")
@@ -284,9 +188,9 @@ def test_feedback_and_clear(page: Any, served: tuple[str, Any]) -> None:
     assert rows[-1]["rating"] == "down" and rows[-1]["question"] == QUESTION
     assert rows[-1]["citations"]
 
-    page.click("#kz-clear")
+    page.click("#kz-new")
     page.wait_for_function("document.querySelectorAll('#kz-chat a.kz-cite').length === 0")
-    assert ui.TEXT["kk"]["sources_empty"] in page.inner_text("#kz-sources")
+    assert TEXT["kk"]["sources_empty"] in page.inner_text("#kz-sources")
 
 
 @pytest.mark.integration
@@ -294,13 +198,13 @@ def test_feedback_and_clear(page: Any, served: tuple[str, Any]) -> None:
 def test_interface_languages(page: Any, label: str, lang: str) -> None:
     page.click(f"#kz-lang label:has-text('{label}')")
     page.wait_for_function(
-        "t => document.querySelector('#kz-send').innerText.trim() === t", arg=ui.TEXT[lang]["send"]
+        "t => document.querySelector('#kz-send').innerText.trim() === t", arg=TEXT[lang]["send"]
     )
-    assert page.get_attribute("#kz-input textarea", "placeholder") == ui.TEXT[lang]["placeholder"]
-    assert ui.TEXT[lang]["sources"] in page.inner_text("#kz-sources-box")
+    assert page.get_attribute("#kz-input textarea", "placeholder") == TEXT[lang]["placeholder"]
+    assert TEXT[lang]["sources"] in page.inner_text("#kz-sources-box")
     # Example questions come in all three languages whatever the interface language.
     examples = page.inner_text("body")
-    assert all(q[:30] in examples for q in ui.EXAMPLES)
+    assert all(q[:30] in examples for q in EXAMPLES)
 
 
 # --- the README screenshot (not a test) ------------------------------------------------------
@@ -312,10 +216,10 @@ def take_screenshot(out: Path, index: Path | None) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from rag.api import build_app
     from rag.pipeline import make_engine
     from rag.settings import from_env
     from tests.test_api import running_server
+    from ui.server import build_app
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = from_env(index=index, uploads=Path(tmp) / "uploads")
