@@ -250,12 +250,13 @@ def test_conversation_is_kept_to_a_bounded_number_of_turns(
 def test_page_load_restores_the_conversation_and_the_language(handlers: ChatHandlers) -> None:
     _, _, turns, _ = _last(handlers.respond(QUESTION, [], [], 5, None, "Қазақша"))
     request = SimpleNamespace(headers={"accept-language": "ru-RU,ru;q=0.9"})
-    label, messages, kept, sources, table, _ = handlers.on_load(turns, None, request)
-    assert label == "Русский" and kept == turns and len(messages) == 2
+    label, messages, sources, table, _, box, send = handlers.on_load(turns, None, request)
+    assert label == "Русский" and len(messages) == 2
+    assert box["interactive"] is True and send["interactive"] is True
     assert texts.TEXT["ru"]["turn"] in sources and texts.TEXT["ru"]["col_title"] in table
     # A language picked before wins over the browser's; nothing stored is an empty chat.
-    label, messages, kept, *_ = handlers.on_load(None, "en", request)
-    assert (label, messages, kept) == ("English", [], [])
+    label, messages, *_ = handlers.on_load(None, "en", request)
+    assert (label, messages) == ("English", [])
 
 
 def test_language_change_updates_every_listed_component(handlers: ChatHandlers) -> None:

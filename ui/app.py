@@ -62,9 +62,12 @@ def _chat_column(c: dict[str, Any], t: dict[str, str]) -> None:
             elem_id="kz-input",
             autofocus=True,
             submit_btn=False,
+            interactive=False,  # until the page load has restored the conversation
         )
-        c["send"] = gr.Button(t["send"], variant="primary", scale=1, elem_id="kz-send")
-        c["new_chat"] = gr.Button(t["new_chat"], scale=0, min_width=120, elem_id="kz-new")
+        c["send"] = gr.Button(
+            t["send"], variant="primary", scale=1, elem_id="kz-send", interactive=False
+        )
+        c["new_chat"] = gr.Button(t["new_chat"], scale=0, min_width=160, elem_id="kz-new")
     # Pressed by the regenerate link of the last answer (the page script clicks it).
     c["regen"] = gr.Button("↻", elem_id="kz-regen-btn", elem_classes="kz-hidden")
     c["examples"] = gr.Examples(list(EXAMPLES), inputs=[c["box"]], label=t["examples"])
@@ -100,9 +103,11 @@ def _side_column(c: dict[str, Any], t: dict[str, str], h: ChatHandlers, lang: st
         c["top_k"] = gr.Slider(
             1, 20, value=h.settings.top_k, step=1, label=t["top_k"], elem_id="kz-top-k"
         )
+        # The support score sits between 0 and ~1.5 (cosine plus overlap and cue bonuses); a
+        # threshold fixed in the settings outside that range widens it.
         c["threshold"] = gr.Slider(
-            0.0,
-            1.5,
+            min(0.0, h.threshold),
+            max(1.5, h.threshold),
             value=round(h.threshold, 2),
             step=0.01,
             label=t["threshold"],
@@ -136,7 +141,7 @@ def _layout(h: ChatHandlers) -> dict[str, Any]:
             container=False,
             elem_id="kz-lang",
             scale=0,
-            min_width=320,
+            min_width=400,
         )
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=340):
@@ -188,7 +193,7 @@ def _wire(c: dict[str, Any], h: ChatHandlers, demo: gr.Blocks) -> None:
     demo.load(
         h.on_load,
         [c["turns"], c["saved_lang"]],
-        [c["lang"], c["chat"], c["turns"], c["sources"], *docs],
+        [c["lang"], c["chat"], c["sources"], *docs, c["box"], c["send"]],
         queue=False,
     )
 

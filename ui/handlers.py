@@ -302,9 +302,13 @@ class ChatHandlers:
     def on_load(
         self, turns: Turns | None, saved: str | None, request: gr.Request
     ) -> tuple[Any, ...]:
-        """Page (re)loaded: (language, messages, turns, sources, document list, remove picker).
+        """Page (re)loaded: (language, messages, sources, document list, remove picker, text
+        box, send button).
 
-        The language is the one picked last time in this browser, else the browser's own.
+        The conversation kept in the browser is shown again; the language is the one picked
+        last time in this browser, else the browser's own. The question box and the send
+        button start disabled and are enabled here: a question sent before the restore would
+        otherwise be wiped from the screen by it.
         """
         headers = getattr(request, "headers", None) or {}
         lang = saved if saved in TEXT else browser_language(headers.get("accept-language"))
@@ -313,9 +317,10 @@ class ChatHandlers:
         return (
             language_label(lang),
             render_messages(turns, lang),
-            turns,
             render_sources(self.settings, turns, lang),
             *self._documents(lang),
+            gr.update(interactive=True),
+            gr.update(interactive=True),
         )
 
     def on_language(self, label: str, turns: Turns) -> tuple[Any, ...]:

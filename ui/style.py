@@ -9,10 +9,11 @@ colours hang off that class.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import gradio as gr
 
-from ui.texts import DROP_ZONE_KEYS, LANGUAGES, TEXT
+from ui.texts import LANGUAGES, TEXT
 
 # System fonts: no request to a font CDN, and they cover the Kazakh letters (ә ғ қ ң ө ұ ү һ і).
 THEME = gr.themes.Soft(
@@ -63,12 +64,16 @@ a.kz-cite:hover { background: var(--kz-cite-hover); }
   border-bottom: 1px solid var(--border-color-primary) !important; text-align: left;
   vertical-align: top; }
 .kz-docs small { opacity: .75; }
-#kz-sheet { position: fixed; left: 0; right: 0; bottom: 0; z-index: 1000; max-height: 46vh;
+#kz-sheet { position: fixed; left: 0; right: 0; bottom: 0; z-index: 1000; max-height: 50vh;
   overflow-y: auto; padding: .6rem .8rem 1rem; background: var(--background-fill-primary);
   color: var(--body-text-color); border-top: 1px solid var(--border-color-primary);
   border-radius: 12px 12px 0 0; box-shadow: 0 -6px 24px var(--kz-sheet-shadow); }
 #kz-sheet[hidden] { display: none; }
-#kz-sheet .kz-sheet-close { float: right; border: 1px solid var(--border-color-primary);
+#kz-sheet .kz-sheet-head { position: sticky; top: -.6rem; display: flex; gap: .6rem;
+  align-items: center; padding: .3rem 0; background: var(--background-fill-primary); }
+#kz-sheet .kz-sheet-title { flex: 1; font-weight: 600; overflow: hidden; white-space: nowrap;
+  text-overflow: ellipsis; }
+#kz-sheet .kz-sheet-close { border: 1px solid var(--border-color-primary);
   background: var(--background-fill-secondary); color: var(--body-text-color);
   border-radius: 6px; padding: .15rem .6rem; cursor: pointer; font: inherit; }
 #kz-sheet .kz-src { margin-top: .2rem; }
@@ -80,27 +85,46 @@ def _css_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\A ") + '"'
 
 
-def _drop_zone_css() -> str:
-    """Gradio's drop zone says "Drop File Here - or - Click to Upload" in the browser's locale
-    (it has no Kazakh, and ignores the language picked in the chat). Its text is hidden and the
-    chat's own is drawn in its place, chosen by the checked language in the picker."""
-    zone = '#kz-upload [data-testid="upload-text"]'
+def _replace_text(selector: str, text_of: Callable[[dict[str, str]], str], style: str) -> str:
+    """CSS drawing the chat's text in place of the text of Gradio's ``selector``, in the
+    language checked in the picker (the first language when none is checked yet)."""
     rules = [
-        f"{zone}, {zone} .or {{ font-size: 0 !important; }}",
-        f"{zone}::after {{ display: block; font-size: var(--text-lg); line-height: 1.6; "
-        "white-space: pre-line; color: var(--body-text-color); }",
+        f"{selector} {{ font-size: 0 !important; }}",
+        f"{selector}::{PSEUDO[selector]} {{ {style} }}",
     ]
     for i, (label, lang) in enumerate(LANGUAGES.items()):
-        t = TEXT[lang]
-        text = _css_string(f"{t['drop']}\n{t['or']}\n{t['click_upload']}")
         picked = f'body:has(#kz-lang input[value="{label}"]:checked) ' if i else ""
-        rules.append(f"{picked}{zone}::after {{ content: {text}; }}")
+        text = _css_string(text_of(TEXT[lang]))
+        rules.append(f"{picked}{selector}::{PSEUDO[selector]} {{ content: {text}; }}")
     return "\n".join(rules) + "\n"
+
+
+# Gradio's own strings that do not follow a language picked inside the app: it translates them
+# by the browser's locale only (and has no Kazakh). The upload drop zone says "Drop File Here -
+# or - Click to Upload"; a toast's title is its type ("Warning"), whatever title it was given.
+DROP_ZONE = '#kz-upload [data-testid="upload-text"]'
+TOAST_TITLES = {kind: f".toast-title.{kind}" for kind in ("info", "warning", "error", "success")}
+PSEUDO = {DROP_ZONE: "after", **{sel: "before" for sel in TOAST_TITLES.values()}}
+
+
+def _gradio_strings_css() -> str:
+    css = _replace_text(
+        DROP_ZONE,
+        lambda t: f"{t['drop']}\n{t['or']}\n{t['click_upload']}",
+        "display: block; font-size: var(--text-lg); line-height: 1.6; white-space: pre-line; "
+        "color: var(--body-text-color);",
+    )
+    for kind, selector in TOAST_TITLES.items():
+        css += _replace_text(
+            selector, lambda t, kind=kind: t[f"{kind}_title"], "font-size: var(--text-lg);"
+        )
+    # The count of stacked toasts sits inside the title: keep it visible.
+    return css + ".toast-title .toast-count { font-size: var(--text-lg); }\n"
 
 
 def _page_texts() -> dict[str, dict[str, str]]:
     """The strings the page script needs, by the language picker's label."""
-    keys = ("close", "copied", *DROP_ZONE_KEYS)
+    keys = ("close", "copied")
     return {label: {k: TEXT[lang][k] for k in keys} for label, lang in LANGUAGES.items()}
 
 
@@ -138,12 +162,13 @@ _SCRIPT = """
       s.id = "kz-sheet";
       s.setAttribute("role", "dialog");
       s.hidden = true;
-      s.innerHTML = '<button type="button" class="kz-sheet-close"></button>' +
+      s.innerHTML = '<div class="kz-sheet-head"><span class="kz-sheet-title"></span>' +
+        '<button type="button" class="kz-sheet-close"></button></div>' +
         '<div class="kz-sheet-body"></div>';
-      s.firstChild.addEventListener("click", function () { s.hidden = true; });
+      s.querySelector("button").addEventListener("click", function () { s.hidden = true; });
       (document.querySelector(".gradio-container") || document.body).appendChild(s);
     }
-    s.firstChild.textContent = texts().close;
+    s.querySelector("button").textContent = texts().close;
     return s;
   }
   function showInSheet(card, link) {
@@ -152,8 +177,16 @@ _SCRIPT = """
     copy.removeAttribute("id");
     copy.open = true;
     s.querySelector(".kz-sheet-body").replaceChildren(copy);
+    var summary = card.querySelector("summary");
+    s.querySelector(".kz-sheet-title").textContent = summary ? summary.textContent : "";
     s.hidden = false;
+    // The quote, not the context before it, at the top of the sheet.
+    var mark = s.querySelector("mark");
     s.scrollTop = 0;
+    if (mark) {
+      var head = s.querySelector(".kz-sheet-head").getBoundingClientRect().height;
+      s.scrollTop = Math.max(0, mark.getBoundingClientRect().top - s.getBoundingClientRect().top - head - 8);
+    }
     // Keep the tapped marker (and so its answer) above the sheet.
     var overlap = link.getBoundingClientRect().bottom - s.getBoundingClientRect().top + 12;
     var box = scrollParent(link);
@@ -223,6 +256,6 @@ _SCRIPT = """
 })();
 """
 
-CSS += _drop_zone_css()
+CSS += _gradio_strings_css()
 
 HEAD = "<script>" + _SCRIPT.replace("__TEXTS__", json.dumps(_page_texts())) + "</script>"

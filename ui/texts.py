@@ -70,6 +70,7 @@ TEXT: dict[str, dict[str, str]] = {
         "info_title": "Ақпарат",
         "warning_title": "Ескерту",
         "error_title": "Қате",
+        "success_title": "Дайын",
         "q_not_text": "сұрақ мәтін болуы керек",
         "q_empty": "сұрақ бос",
         "q_no_words": "сұрақта сөз жоқ: сұрағыңызды сөзбен жазыңыз",
@@ -139,6 +140,7 @@ TEXT: dict[str, dict[str, str]] = {
         "info_title": "Информация",
         "warning_title": "Предупреждение",
         "error_title": "Ошибка",
+        "success_title": "Готово",
         "q_not_text": "вопрос должен быть текстом",
         "q_empty": "вопрос пуст",
         "q_no_words": "в вопросе нет слов: задайте вопрос словами",
@@ -208,6 +210,7 @@ TEXT: dict[str, dict[str, str]] = {
         "info_title": "Info",
         "warning_title": "Warning",
         "error_title": "Error",
+        "success_title": "Success",
         "q_not_text": "the question must be text",
         "q_empty": "the question is empty",
         "q_no_words": "the question has no words: please ask a question in words",
@@ -241,10 +244,6 @@ STAGES: dict[str, dict[str, str]] = {
     "loading the new index": {"kk": "Жаңа индекс жүктелуде", "ru": "Загрузка нового индекса"},
     "done": {"kk": "Дайын", "ru": "Готово"},
 }
-
-# The strings of Gradio's own upload drop zone, replaced in the page by the chat's script
-# (Gradio translates them by the browser's locale only, and has no Kazakh).
-DROP_ZONE_KEYS = ("drop", "or", "click_upload")
 
 
 def code(label: str | None) -> str:
