@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from operator import itemgetter
 
 import gradio as gr
 
@@ -115,9 +116,8 @@ def _gradio_strings_css() -> str:
         "color: var(--body-text-color);",
     )
     for kind, selector in TOAST_TITLES.items():
-        css += _replace_text(
-            selector, lambda t, kind=kind: t[f"{kind}_title"], "font-size: var(--text-lg);"
-        )
+        key = f"{kind}_title"
+        css += _replace_text(selector, itemgetter(key), "font-size: var(--text-lg);")
     # The count of stacked toasts sits inside the title: keep it visible.
     return css + ".toast-title .toast-count { font-size: var(--text-lg); }\n"
 
