@@ -468,7 +468,7 @@ def test_login_page_asks_for_the_token_in_the_browser_language(
 # --- the README screenshot (not a test) ------------------------------------------------------
 
 
-def take_screenshot(out: Path, index: Path | None) -> None:
+def take_screenshot(out: Path, index: Path | None, color_scheme: str = "light") -> None:
     """Serve the real model on the seed corpus, ask a Kazakh question, open [1], screenshot."""
     import tempfile
 
@@ -484,10 +484,14 @@ def take_screenshot(out: Path, index: Path | None) -> None:
         engine = make_engine(settings)
         with running_server(build_app(settings, engine, token="")) as url, sync_playwright() as p:
             b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = b.new_page(viewport={"width": 1360, "height": 940}, device_scale_factor=1)
+            page = b.new_page(
+                viewport={"width": 1360, "height": 940},
+                device_scale_factor=1,
+                color_scheme=color_scheme,
+            )
             page.set_default_timeout(120_000)
             page.goto(url + "/")
-            page.wait_for_selector("#kz-input textarea")
+            page.wait_for_selector("#kz-input textarea:enabled")
             ask(page, QUESTION, 1)
             page.click("#kz-chat a.kz-cite >> nth=0")
             page.wait_for_timeout(1500)  # the card's flash animation
@@ -503,6 +507,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--screenshot", type=Path, required=True)
     parser.add_argument("--index", type=Path, help="index folder (default: the project's)")
+    parser.add_argument("--color-scheme", choices=("light", "dark"), default="light")
     args = parser.parse_args()
-    take_screenshot(args.screenshot, args.index)
+    take_screenshot(args.screenshot, args.index, args.color_scheme)
     print(f"saved {args.screenshot}", file=sys.stderr)
