@@ -127,8 +127,9 @@ class ChatHandlers:
             return dataclasses.replace(base, settings=base.settings.replace(generator=generator))
 
     def _override(self, threshold: float | None) -> float | None:
-        """The threshold to pass to the pipeline: ``None`` while the slider is at its start."""
-        if threshold is None or abs(float(threshold) - self.threshold) < 1e-9:
+        """The threshold to pass to the pipeline: ``None`` while the slider is at its start
+        (within half of its 0.01 step: the slider shows the start rounded)."""
+        if threshold is None or abs(float(threshold) - self.threshold) < 0.005:
             return None
         return float(threshold)
 
