@@ -488,6 +488,7 @@ def take_screenshot(out: Path, index: Path | None, color_scheme: str = "light") 
                 viewport={"width": 1360, "height": 940},
                 device_scale_factor=1,
                 color_scheme=color_scheme,
+                locale="kk-KZ",  # the interface follows the browser's language
             )
             page.set_default_timeout(120_000)
             page.goto(url + "/")
