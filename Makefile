@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup model index run browser test test-fast lint eval bench clean
+.PHONY: help setup model index run browser test test-fast lint eval bench screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ eval: index ## evaluate on the question set (test split) into reports/eval
 
 bench: index ## speed and memory figures into BENCHMARKS.md
 	$(KAZRAG) bench --kazqad ../shared/benchmarks/kazqad/kazqad-reading-comprehension-v1.0-kk-validation.jsonl
+
+screenshot: index browser ## refresh docs/screenshot.png (the chat in Chromium, real model)
+	$(PY) -m tests.test_ui_browser --screenshot docs/screenshot.png
 
 clean: ## remove the virtual environment and built indexes
 	rm -rf $(VENV) index/seeds reports

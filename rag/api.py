@@ -3,7 +3,8 @@
 Every route answers through :func:`rag.pipeline.answer` / :func:`rag.pipeline.stream_answer`
 (the one way to answer a question) on the process-wide engine that the chat shares, and
 ``/api/ask`` returns exactly the answer object of ``kazrag ask --json``. ``kazrag serve`` mounts
-the Gradio chat (``ui/app.py``) at ``/`` of the same FastAPI app, so one process holds one model.
+the Gradio chat at ``/`` of the same FastAPI app (``ui/server.py``: the library never imports
+the chat), so one process holds one model.
 
 Errors are JSON: ``{"error": "message"}`` under ``/api`` (unknown routes too), and OpenAI's
 ``{"error": {"message", "type", "param", "code"}}`` under ``/v1`` so that OpenAI clients show
@@ -1021,6 +1022,8 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app with the REST and OpenAI routes and the docs pages (offline).
 
+    ``ui.server.build_app`` mounts the chat beside it.
+
     ``engine`` defaults to the process-wide :func:`rag.pipeline.get_engine`, loaded and warmed
     up when the server starts (see :func:`_lifespan`); ``token`` defaults to
     ``$KAZRAG_API_TOKEN``.
@@ -1058,28 +1061,3 @@ def create_app(
         if isinstance(r, APIRoute) and r.endpoint is not _no_such_route
     ]
     return app
-
-
-def build_app(
-    settings: Settings, engine: Engine | None = None, token: str | None = None
-) -> FastAPI:
-    """The API with the Gradio chat mounted at ``/``: what ``kazrag serve`` runs."""
-    from ui.app import mount_chat
-
-    app = create_app(settings, engine, token)
-    return mount_chat(app, settings, engine)
-
-
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> int:
-    """Load the engine, then serve the chat at ``/`` and the API beside it until interrupted."""
-    import uvicorn
-
-    engine = get_engine(settings)  # load the model and index before the first request
-    app = build_app(settings, engine)
-    if host not in ("127.0.0.1", "localhost", "::1") and not app.state.token:
-        logger.warning(
-            "serving on %s without %s: anyone on the network can use it", host, TOKEN_ENV
-        )
-    print(f"kazrag: chat at http://{host}:{port}/  API docs at http://{host}:{port}/docs")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-    return 0

@@ -247,7 +247,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the chat and the HTTP API."""
-    from rag.api import serve
+    from ui.server import serve  # the chat sits above the library
 
     return serve(_settings(args), host=args.host, port=args.port)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -185,6 +186,16 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     return Engine(settings, emb, index, _retriever(index, emb, settings), gen, threading.RLock())
 
 
+def with_abstain_threshold(engine: Engine, threshold: float) -> Engine:
+    """A per-call view of ``engine`` whose abstention threshold is ``threshold`` in every
+    language (same model, index and lock; the shared engine is not changed)."""
+    if not math.isfinite(threshold):
+        raise ValueError(f"the abstention threshold must be a finite number, got {threshold}")
+    gen = dataclasses.replace(engine.generator, abstain_kk=threshold, abstain_other=threshold)
+    with engine.lock:
+        return dataclasses.replace(engine, generator=gen)
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_engine(settings: Settings) -> Engine:
     return make_engine(settings)
@@ -249,10 +260,23 @@ def answer(
     top_k: int | None = None,
     engine: Engine | None = None,
     qid: str | None = None,
+    abstain_threshold: float | None = None,
 ) -> Answer:
-    """Answer ``question`` from the documents, in the asker's language, with citations."""
+    """Answer ``question`` from the documents, in the asker's language, with citations.
+
+    ``abstain_threshold`` overrides the calibrated abstention threshold (every language) for
+    this call only; ``None`` keeps the engine's.
+    """
     final: Answer | None = None
-    for item in stream_answer(question, history, settings, top_k=top_k, engine=engine, qid=qid):
+    for item in stream_answer(
+        question,
+        history,
+        settings,
+        top_k=top_k,
+        engine=engine,
+        qid=qid,
+        abstain_threshold=abstain_threshold,
+    ):
         if isinstance(item, Answer):
             final = item
     if final is None:  # stream_answer always ends with an Answer
@@ -268,8 +292,13 @@ def stream_answer(
     top_k: int | None = None,
     engine: Engine | None = None,
     qid: str | None = None,
+    abstain_threshold: float | None = None,
 ) -> Iterator[str | Answer]:
-    """Yield pieces of the answer text as they are ready, then the final :class:`Answer`."""
+    """Yield pieces of the answer text as they are ready, then the final :class:`Answer`.
+
+    ``abstain_threshold`` overrides the calibrated abstention threshold for this call (the
+    chat's setting); ``None`` keeps the engine's.
+    """
     from rag.settings import from_env
 
     t0 = time.perf_counter()
@@ -282,6 +311,8 @@ def stream_answer(
         raise QuestionError(
             f"top_k must be between 1 and 100, got {k}", code="bad_top_k", limit=100
         )
+    if abstain_threshold is not None:
+        eng = with_abstain_threshold(eng, abstain_threshold)
     language = detect_language(text_q)
     query = resolve(text_q, history)
     if cfg.generator != "extractive" and history and is_followup(text_q):

@@ -560,7 +560,7 @@ def test_the_note_reaches_every_door(llm_engine: Engine) -> None:
 
     from rag import api
     from tests.test_api import sse_events, streamed_content
-    from ui.app import render_answer
+    from ui.render import render_answer
 
     engine = _with(llm_engine, llm_model="http500")
     with TestClient(api.create_app(engine.settings, engine, token="")) as c:

@@ -155,3 +155,17 @@ def test_langchain_retriever_returns_documents_with_metadata(engine):
 def test_english_query_does_not_use_cyrillic_bm25(engine):
     assert engine.retriever.lexical_weight_for("When did the clashes happen?") == 0.0
     assert engine.retriever.lexical_weight_for("Қордай оқиғасы") == pytest.approx(1.5)
+
+
+def test_abstain_threshold_overrides_the_calibrated_one_for_one_call(engine):
+    question = "Қордай оқиғасы қашан болды?"
+    assert not answer(question, engine=engine).abstained  # the engine's threshold is 0.0
+    high = answer(question, engine=engine, abstain_threshold=10.0)
+    assert high.abstained and not high.citations and high.retrieved
+    streamed = list(stream_answer(question, engine=engine, abstain_threshold=10.0))
+    assert streamed[-1].abstained
+    # Only that call: the shared engine keeps its thresholds.
+    assert engine.generator.abstain_kk == engine.generator.abstain_other == 0.0
+    assert not answer(question, engine=engine, abstain_threshold=-10.0).abstained
+    with pytest.raises(ValueError, match="finite"):
+        answer(question, engine=engine, abstain_threshold=float("nan"))

@@ -32,7 +32,8 @@ from tests.conftest import ROOT
 from tests.test_api import running_server
 from tests.test_library import small_engine
 from tests.test_reliability import check_answer, snapshot
-from ui import app as ui
+from ui import render as ui
+from ui import server
 
 EVIL = (
     "Алтынбек ауылы туралы анықтама\n\n"
@@ -272,7 +273,7 @@ def _guarded(app: Any) -> list[tuple[str, str]]:
 def served_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``kazrag serve``'s app: the API with the chat mounted, a token configured."""
     engine = small_engine(tmp_path_factory.mktemp("token"))
-    return api.build_app(engine.settings, engine, token=TOKEN), engine
+    return server.build_app(engine.settings, engine, token=TOKEN), engine
 
 
 def test_every_api_route_of_the_served_app_wants_the_token(served_app: Any) -> None:
@@ -339,7 +340,7 @@ def test_the_chat_wants_the_token_too(served_app: Any) -> None:
 
 def test_without_a_token_the_chat_is_open(tmp_path: Path) -> None:
     engine = small_engine(tmp_path)
-    with TestClient(api.build_app(engine.settings, engine, token="")) as c:
+    with TestClient(server.build_app(engine.settings, engine, token="")) as c:
         assert c.get("/config").status_code == 200
 
 
@@ -347,7 +348,7 @@ def test_default_bind_address_is_loopback() -> None:
     from rag.cli import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
-    assert inspect.signature(api.serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(server.serve).parameters["host"].default == "127.0.0.1"
     for path in _sources():
         text = path.read_text(encoding="utf-8")
         assert "0.0.0.0" not in text, path  # no code binds to every interface by itself
@@ -362,14 +363,14 @@ def test_serving_beyond_loopback_without_a_token_warns(
 
     engine = small_engine(tmp_path)
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(api, "get_engine", lambda settings: engine)
-    monkeypatch.setattr(api, "build_app", lambda s, e: api.create_app(s, e, token=""))
+    monkeypatch.setattr(server, "get_engine", lambda settings: engine)
+    monkeypatch.setattr(server, "build_app", lambda s, e: api.create_app(s, e, token=""))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     monkeypatch.delenv(api.TOKEN_ENV, raising=False)
     caplog.clear()
-    api.serve(engine.settings)
+    server.serve(engine.settings)
     assert seen["host"] == "127.0.0.1" and not caplog.records
-    api.serve(engine.settings, host="192.0.2.1")
+    server.serve(engine.settings, host="192.0.2.1")
     assert any("without KAZRAG_API_TOKEN" in r.getMessage() for r in caplog.records)
 
 
@@ -412,7 +413,7 @@ def _raw_upload(url: str, path: str, field: str, *, send_mb: int, chunked: bool)
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine]]:
     engine = small_engine(tmp_path_factory.mktemp("live"))
-    with running_server(api.build_app(engine.settings, engine, token="")) as url:
+    with running_server(server.build_app(engine.settings, engine, token="")) as url:
         yield url, engine
 
 
