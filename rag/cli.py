@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kazqad", type=Path, help="KazQAD validation JSONL")
     sp.add_argument("--scale", default="1000,10000,100000,1000000")
     sp.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    sp.add_argument(
+        "--no-backends", action="store_true", help="skip the torch / ONNX / int8 comparison"
+    )
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("serve", help="serve the chat and the HTTP API")

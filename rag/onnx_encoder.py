@@ -22,6 +22,7 @@ exported on first use with ``--backend onnx`` (tens of seconds, once).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -261,10 +262,8 @@ def _versions() -> dict[str, str]:
 
     out = {}
     for name in ("onnxruntime", "onnx", "torch", "sentence-transformers", "transformers"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -290,7 +289,9 @@ def check_export(info: OnnxInfo, st: Any, texts: Sequence[str] = CHECK_TEXTS) ->
             for i, row in enumerate(ours):
                 ref = theirs["input_ids"][i][theirs["attention_mask"][i].bool()].tolist()
                 if row != ref:
-                    raise OnnxExportError(f"token ids differ from the torch model's on {texts[i]!r}")
+                    raise OnnxExportError(
+                        f"token ids differ from the torch model's on {texts[i]!r}"
+                    )
             want = st.encode(
                 list(texts),
                 prompt_name=kind if kind in (st.prompts or {}) else None,
@@ -355,7 +356,9 @@ class OnnxEmbedder:
             folder = export_folder(self.name)
             info = read_export(folder)
             if info is None:
-                logger.warning("no ONNX export of %s yet: exporting it once (needs torch)", self.name)
+                logger.warning(
+                    "no ONNX export of %s yet: exporting it once (needs torch)", self.name
+                )
                 info = export_model(self.name, folder)
             self._info = info
         return self._info

@@ -177,6 +177,11 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     # vectors is faster on one thread anyway.
     faiss.omp_set_num_threads(1)
     index = open_index(settings, emb)
+    # The model loads here, once, not on the first question: a server is ready when it starts
+    # (the first chat question used to wait for it). Fakes have nothing to load.
+    load = getattr(emb, "load", None)
+    if callable(load):
+        load()
     gen = GeneratorConfig()
     if settings.abstain_threshold is not None:
         gen = dataclasses.replace(

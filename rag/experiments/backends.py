@@ -125,7 +125,7 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
     docs = corpus_documents(settings)
     kq_docs = None
     if kazqad:
-        kq_docs, kq_questions = kazqad_corpus(kazqad)
+        kq_docs, _ = kazqad_corpus(kazqad)
         chunk_texts, sentence_texts = passage_texts(kq_docs, settings)
     else:
         chunk_texts, sentence_texts = passage_texts(docs, settings)
@@ -162,8 +162,12 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
             flat = flatten(kazqad_figures(run_kazqad(items, kengine)))
             res["kazqad"] = {
                 n: flat.get(n)
-                for n in ("retrieval.hybrid.recall@5", "retrieval.hybrid.mrr@10",
-                          "retrieval.dense.recall@5", "retrieval.dense.mrr@10")
+                for n in (
+                    "retrieval.hybrid.recall@5",
+                    "retrieval.hybrid.mrr@10",
+                    "retrieval.dense.recall@5",
+                    "retrieval.dense.mrr@10",
+                )
             }
     res["rss_end_mb"], res["rss_peak_mb"] = _rss()
     out.write_text(json.dumps(res, indent=2), encoding="utf-8")
@@ -285,7 +289,11 @@ def render(results: Sequence[dict[str, Any]], peak: float, model_folder: Path, i
         "",
         "| | " + " | ".join(cols) + " |",
         "|---|" + "---:|" * len(cols),
-        inv("`kazrag ask` cold start, shell to printed answer (s, median of 3)", "cold_start_s", "{:.2f}"),
+        inv(
+            "`kazrag ask` cold start, shell to printed answer (s, median of 3)",
+            "cold_start_s",
+            "{:.2f}",
+        ),
         inv("model load + first encode (s)", "load_s", "{:.2f}"),
         inv("single-query encode p50 (ms)", "query_p50_ms"),
         inv("single-query encode p95 (ms)", "query_p95_ms"),
@@ -299,9 +307,13 @@ def render(results: Sequence[dict[str, Any]], peak: float, model_folder: Path, i
         row("RSS at the end (MB)", "rss_end_mb", "{:,.0f}"),
         row("query-vector cosine to torch, min / mean", "cos_min", "{:.4f}"),
     ]
-    lines[-1] = "| query-vector cosine to torch, min / mean | " + " | ".join(
-        f"{_f(r.get('cos_min'), '{:.4f}')} / {_f(r.get('cos_mean'), '{:.4f}')}" for r in results
-    ) + " |"
+    lines[-1] = (
+        "| query-vector cosine to torch, min / mean | "
+        + " | ".join(
+            f"{_f(r.get('cos_min'), '{:.4f}')} / {_f(r.get('cos_mean'), '{:.4f}')}" for r in results
+        )
+        + " |"
+    )
     # Physical limit: achieved FLOP/s on chunk-length passages against the measured peak.
     cells = []
     for r in results:
