@@ -140,7 +140,8 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
         t0 = time.perf_counter()
         index = build_index(docs, folder, emb, settings.chunking, corpus=settings.corpus)
         res["seed_build_s"] = time.perf_counter() - t0
-        res["seed_passages"] = index.manifest["n_chunks"] + index.manifest["n_sentences"]
+        res["seed_chunks"] = index.manifest["n_chunks"]
+        res["seed_sentences"] = index.manifest["n_sentences"]
         engine = make_engine(settings.replace(index=folder), emb)
         k = settings.top_k
         res["retrieval_p95_ms"] = time_each(lambda q: engine.retriever.search(q, k), questions).p95
@@ -358,7 +359,43 @@ def render(results: Sequence[dict[str, Any]], peak: float, model_folder: Path, i
         ):
             vals = [r.get("kazqad", {}).get(name) for r in results]
             lines.append(f"| KazQAD: {name} | " + " | ".join(_f(v, "{:.4f}") for v in vals) + " |")
+    lines += ["", *sentence_vectors_choice(results)]
     return "\n".join(lines) + "\n"
+
+
+def sentence_vectors_choice(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Sentence vectors stored at index time (today) or encoded at question time for the
+    sentences of the top chunks only: build time and size against answer latency."""
+    lines = [
+        "### Sentence vectors: stored at index time, or encoded per question?",
+        "",
+        "| backend | sentence share of the seed build (s of s) | sentences.npy per 1,000 chunks "
+        "| extra encoding per answer if done at question time (ms) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in results:
+        chunks, sentences = r.get("seed_chunks"), r.get("seed_sentences")
+        if not chunks or not sentences:
+            continue
+        per_chunk = sentences / chunks
+        sent_s = sentences / r["sentence_rate"]
+        chunk_s = chunks / r["chunk_rate"]
+        # The answer scores the sentences of the top 5 chunks (neighbours overlap by one).
+        per_answer = 5 * per_chunk / r["sentence_rate"] * 1000
+        mb = per_chunk * 1000 * 384 * 4 / 2**20
+        lines.append(
+            f"| {r['backend']} | {sent_s:.1f} of {sent_s + chunk_s:.1f} | {mb:.1f} MB "
+            f"| +{per_answer:.0f} |"
+        )
+    lines += [
+        "",
+        "Encoding at question time would save the sentence pass of every build (its share "
+        "above) and the sentence vectors on disk and in RAM, but would add the extra encoding "
+        "to every answer, several times today's answer p95, and the 16-client load test is "
+        "bound by the same encoder. Sentence vectors stay stored at index time; the "
+        "ignored-detail check (ru/en only) already encodes a few texts per question.",
+    ]
+    return lines
 
 
 def run(
