@@ -333,14 +333,14 @@ class OnnxEmbedder:
     """An :class:`~rag.embedding.Embedder` on ONNX Runtime (``onnx`` fp32 or ``onnx-int8``).
 
     Texts are sorted by length and batched, as sentence-transformers does, so that a batch pads
-    to similar lengths. Single short queries run on one thread (a second thread buys nothing
-    on a query of ~20 tokens and waits for a core when the machine is busy).
+    to similar lengths. One session per embedder, used under a lock: concurrent requests take
+    turns, which on two cores is also the fastest order.
     """
 
     def __init__(
         self,
         model: str,
-        backend: str = "onnx-int8",
+        backend: str = "onnx",
         batch_size: int = 32,
         info: OnnxInfo | None = None,
     ) -> None:

@@ -229,11 +229,12 @@ def measure(
     for backend in backends:
         print(f"backends: measuring {backend}", file=sys.stderr, flush=True)
         out = workdir / f"{backend}.json"
-        cmd = [sys.executable, "-m", "rag.experiments.backends", "--worker", backend]
-        cmd += ["--model", model, "--json", str(out)]
-        if kazqad:
-            cmd += ["--kazqad", str(kazqad)]
-        subprocess.run(cmd, cwd=PROJECT_ROOT, check=True)
+        if not out.is_file():  # a kept work folder (--workdir) resumes an interrupted run
+            cmd = [sys.executable, "-m", "rag.experiments.backends", "--worker", backend]
+            cmd += ["--model", model, "--json", str(out)]
+            if kazqad:
+                cmd += ["--kazqad", str(kazqad)]
+            subprocess.run(cmd, cwd=PROJECT_ROOT, check=True)
         res = json.loads(out.read_text(encoding="utf-8"))
         res["cold_start_s"] = cold_start(backend)
         res["vectors"] = out.with_suffix(".npy")
@@ -403,6 +404,7 @@ def run(
     kazqad: Path | None,
     model: str = "multilingual-e5-small",
     backends: Sequence[str] = BACKENDS,
+    workdir: Path | None = None,
 ) -> str:
     """Measure the backends, write the ``backends`` section of ``out_path``, return it."""
     from rag.bench import load_average, machine_info, write_section
@@ -410,8 +412,12 @@ def run(
 
     load_start = load_average()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kazrag-backends-") as tmp:
-        results = measure(backends, kazqad, model, Path(tmp))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = measure(backends, kazqad, model, workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="kazrag-backends-") as tmp:
+            results = measure(backends, kazqad, model, Path(tmp))
     peak = peak_gflops()
     m = machine_info()
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
@@ -436,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="multilingual-e5-small")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument(
+        "--workdir", type=Path, help="keep each backend's figures here; a rerun reuses them"
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -443,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.kazqad, args.json, args.model)
         return 0
-    print(run(args.out, args.kazqad, args.model, args.backends.split(",")))
+    print(run(args.out, args.kazqad, args.model, args.backends.split(","), args.workdir))
     return 0
 
 
