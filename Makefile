@@ -56,8 +56,9 @@ lint: setup ## ruff and mypy
 eval: index ## evaluate on the question set (test split) into reports/eval
 	$(KAZRAG) eval --split test
 
-bench: index ## speed and memory figures into BENCHMARKS.md
+bench: index ## speed, memory, encoder backends and the load test into BENCHMARKS.md
 	$(KAZRAG) bench --kazqad ../shared/benchmarks/kazqad/kazqad-reading-comprehension-v1.0-kk-validation.jsonl
+	$(PY) -m rag.experiments.load_test
 
 clean: ## remove the virtual environment and built indexes
 	rm -rf $(VENV) index/seeds reports
