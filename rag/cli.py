@@ -29,6 +29,7 @@ def _settings(args: argparse.Namespace) -> Any:
         corpus=getattr(args, "corpus", None),
         index=getattr(args, "index", None),
         model=getattr(args, "model", None),
+        backend=getattr(args, "backend", None),
         top_k=getattr(args, "top_k", None),
         generator=getattr(args, "generator", None),
     )
@@ -65,7 +66,7 @@ def _print_json(obj: Any) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index of a corpus folder."""
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.embedding import make_embedder
     from rag.index import build_index
     from rag.pipeline import corpus_documents
 
@@ -75,7 +76,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = build_index(
         docs,
         s.index,
-        SentenceTransformerEmbedder(s.model),
+        make_embedder(s.model, s.backend),
         s.chunking,
         kind=args.kind,
         show_progress=not args.quiet,
@@ -256,6 +257,11 @@ def _common(p: argparse.ArgumentParser, k: bool = False) -> None:
     p.add_argument("--corpus", type=Path, help="corpus folder (default: seeds/)")
     p.add_argument("--index", type=Path, help="index folder (default: index/seeds/)")
     p.add_argument("--model", help="sentence-transformers model id or path")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="encoder backend (default: KAZRAG_BACKEND or onnx)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kazqad", type=Path, help="KazQAD validation JSONL")
     sp.add_argument("--scale", default="1000,10000,100000,1000000")
     sp.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    sp.add_argument(
+        "--no-backends", action="store_true", help="skip the torch / ONNX / int8 comparison"
+    )
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("serve", help="serve the chat and the HTTP API")

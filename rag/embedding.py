@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "multilingual-e5-small"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+"""Encoder backends: sentence-transformers on torch fp32, ONNX Runtime fp32 or int8
+(rag/onnx_encoder.py). Their vectors agree to a cosine above 0.98 (fp32 ONNX: 0.9999), so an
+index built with one is searched with another as it is (BENCHMARKS.md, "Encoder backends")."""
+# ONNX fp32: the same vectors as torch (cosine >= 0.9999) without torch in the process. int8 is
+# faster but moved the question set's figures by more than the 0.01 allowed (BENCHMARKS.md).
+DEFAULT_BACKEND = "onnx"
 
 
 class Embedder(Protocol):
@@ -69,6 +76,8 @@ def load_sentence_transformer(model: str) -> SentenceTransformer:
 class SentenceTransformerEmbedder:
     """The production embedder: any sentence-transformers model, e5 prompts when it has them."""
 
+    backend = "torch"
+
     def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32) -> None:
         self.name = model
         self.batch_size = batch_size
@@ -80,6 +89,10 @@ class SentenceTransformerEmbedder:
     def model(self) -> SentenceTransformer:
         """The loaded model (loaded on first use)."""
         return load_sentence_transformer(self.name)
+
+    def load(self) -> None:
+        """Load the model now (a server does it at start)."""
+        _ = self.model
 
     @property
     def dim(self) -> int:
@@ -143,3 +156,17 @@ class SentenceTransformerEmbedder:
             text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+def make_embedder(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND) -> Embedder:
+    """The embedder for a model and backend; nothing is loaded until the first encode.
+
+    ``onnx`` / ``onnx-int8`` use the model's ONNX export (made once, beside the model folder,
+    by ``make setup`` for the default model and on first use for any other).
+    """
+    if backend == "torch":
+        return SentenceTransformerEmbedder(model)
+    if backend in BACKENDS:
+        from rag.onnx_encoder import OnnxEmbedder
+
+        return OnnxEmbedder(model, backend=backend)
+    raise ValueError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -965,6 +965,7 @@ def _meta(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(seconds, 1),
         "model": engine.embedder.name,
+        "backend": getattr(engine.embedder, "backend", None),
         "generator": settings.generator,
         "top_k": engine.settings.top_k,
         "index": str(engine.settings.index),
@@ -1009,14 +1010,14 @@ def _evaluate_questions(
 def _evaluate_kazqad(
     args: argparse.Namespace, settings: Settings, embedder: Embedder | None
 ) -> tuple[Figures, list[dict[str, Any]], str]:
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.embedding import make_embedder
     from rag.pipeline import make_engine
 
     docs, items = load_kazqad(Path(args.kazqad))
     if args.limit:
         items = items[: args.limit]
     folder = Path(args.index) if getattr(args, "index", None) else DEFAULT_KAZQAD_INDEX
-    emb = embedder or SentenceTransformerEmbedder(settings.model)
+    emb = embedder or make_embedder(settings.model, settings.backend)
     t0 = time.perf_counter()
     kazqad_index(docs, folder, emb, settings, Path(args.kazqad))
     # corpus = the JSONL file (not a folder), so the engine never "updates" this index from

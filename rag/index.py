@@ -229,12 +229,19 @@ def _embed_cached(
     return out, len(missing)
 
 
-def _old_cache(folder: Path, model: str) -> dict[str, np.ndarray]:
-    """Vectors of a previous index built with the same model, keyed by text hash."""
+def _old_cache(folder: Path, model: str, backend: str = "torch") -> dict[str, np.ndarray]:
+    """Vectors of a previous index built with the same model and backend, keyed by text hash.
+
+    An index is searched with any backend (their vectors agree to a cosine above 0.99), but a
+    rebuild never mixes two backends' vectors in one index: another backend's are re-embedded.
+    Indexes from before backends were recorded were built with torch.
+    """
     try:
         # Any format version will do: only the vectors and the texts they belong to are reused.
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         if not isinstance(manifest, dict) or manifest.get("model") != model:
+            return {}
+        if manifest.get("backend", "torch") != backend:
             return {}
         chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
         vecs = np.load(folder / "vectors.npy", allow_pickle=False)
@@ -307,7 +314,8 @@ def build_index(
     chunks = chunk_corpus(docs, chunking)
     if not chunks:
         raise ValueError("the corpus produced no chunks: are the documents empty?")
-    cache = _old_cache(folder, embedder.name)
+    backend = str(getattr(embedder, "backend", "torch"))
+    cache = _old_cache(folder, embedder.name, backend)
     dim = embedder.dim
     vectors, new_chunks = _embed_cached(
         [search_text(c) for c in chunks],
@@ -335,6 +343,7 @@ def build_index(
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": embedder.name,
+        "backend": backend,
         "dimension": dim,
         "normalized": True,
         "metric": "inner_product",

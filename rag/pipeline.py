@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from rag.conversation import Turn, is_followup, resolve
-from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.embedding import Embedder, make_embedder
 from rag.generation import (
     GeneratorConfig,
     abstain_text,
@@ -172,12 +172,17 @@ def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Re
 
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     """Build an engine (tests pass a fake embedder here)."""
-    emb = embedder or SentenceTransformerEmbedder(settings.model)
+    emb = embedder or make_embedder(settings.model, settings.backend)
     # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
     faiss.omp_set_num_threads(1)
     index = open_index(settings, emb)
+    # The model loads here, once, not on the first question: a server is ready when it starts
+    # (the first chat question used to wait for it). Fakes have nothing to load.
+    load = getattr(emb, "load", None)
+    if callable(load):
+        load()
     gen = GeneratorConfig()
     if settings.abstain_threshold is not None:
         gen = dataclasses.replace(

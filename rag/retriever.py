@@ -1,4 +1,8 @@
-"""Hybrid retrieval (dense + Kazakh-aware BM25, fused), also exposed as a LangChain retriever."""
+"""Hybrid retrieval (dense + Kazakh-aware BM25, fused), also exposed as a LangChain retriever.
+
+The LangChain adapter (:class:`KazakhRetriever`) lives in rag/langchain_retriever.py and is
+imported only when asked for: importing LangChain costs ~1 s, a third of a CLI cold start.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from rag.embedding import Embedder
 from rag.fusion import fuse
@@ -94,33 +94,10 @@ class Retriever:
         ]
 
 
-def to_langchain(hit: Hit) -> LCDocument:
-    """A LangChain ``Document`` whose metadata carry the chunk's ids, offsets and score."""
-    c = hit.chunk
-    return LCDocument(
-        page_content=c.text,
-        metadata={
-            "doc_id": c.doc_id,
-            "title": c.title,
-            "chunk_id": c.chunk_id,
-            "start": c.start,
-            "end": c.end,
-            "score": hit.score,
-            "rank": hit.rank,
-        },
-    )
+def __getattr__(name: str) -> Any:
+    """``from rag.retriever import KazakhRetriever`` still works, importing LangChain then."""
+    if name in ("KazakhRetriever", "to_langchain"):
+        from rag import langchain_retriever
 
-
-class KazakhRetriever(BaseRetriever):
-    """LangChain ``BaseRetriever`` over the hybrid retriever (usable in any LangChain chain)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    retriever: Any
-    k: int = 5
-    mode: str = "hybrid"
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LCDocument]:
-        return [to_langchain(h) for h in self.retriever.search(query, self.k, self.mode)]
+        return getattr(langchain_retriever, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

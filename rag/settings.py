@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.chunking import ChunkingConfig
-from rag.embedding import DEFAULT_MODEL
+from rag.embedding import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
@@ -32,6 +32,9 @@ class Settings:
     index: Path = DEFAULT_INDEX
     uploads: Path | None = DEFAULT_UPLOADS
     model: str = DEFAULT_MODEL
+    # Encoder backend: torch, onnx (fp32) or onnx-int8; the default is the fastest whose quality
+    # held against torch (BENCHMARKS.md, "Encoder backends"). Recorded in the index manifest.
+    backend: str = DEFAULT_BACKEND
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     top_k: int = 5
     # Candidates each retriever contributes before fusion.
@@ -76,6 +79,7 @@ def from_env(**overrides: Any) -> Settings:
         "INDEX": ("index", Path),
         "UPLOADS": ("uploads", Path),
         "MODEL": ("model", str),
+        "BACKEND": ("backend", str),
         "TOP_K": ("top_k", int),
         "CANDIDATES": ("candidates", int),
         "RRF_K": ("rrf_k", int),
@@ -118,6 +122,10 @@ def validate(settings: Settings) -> None:
     """Reject settings that cannot work, with a message that says what to change."""
     if settings.top_k < 1 or settings.top_k > 100:
         raise ValueError(f"top_k must be between 1 and 100, got {settings.top_k}")
+    if settings.backend not in BACKENDS:
+        raise ValueError(
+            f"unknown encoder backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
     if settings.fusion not in ("minmax", "rrf"):
         raise ValueError(f"unknown fusion {settings.fusion!r}; choose minmax or rrf")
     if settings.generator not in GENERATORS:

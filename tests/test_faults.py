@@ -174,16 +174,16 @@ def test_unusable_index_without_its_corpus_is_a_clear_error(tmp_path: Path) -> N
 
 @pytest.fixture()
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI builds SentenceTransformerEmbedder(settings.model): use the hash embedder under
-    that name, so the CLI runs its real code paths without loading the model."""
+    """The CLI builds make_embedder(settings.model, settings.backend): use the hash embedder
+    under that name, so the CLI runs its real code paths without loading the model."""
     import rag.embedding
     import rag.pipeline
 
     def factory(model: str, *args: object, **kwargs: object) -> HashEmbedder:
         return HashEmbedder(name=model)
 
-    monkeypatch.setattr(rag.embedding, "SentenceTransformerEmbedder", factory)
-    monkeypatch.setattr(rag.pipeline, "SentenceTransformerEmbedder", factory)
+    monkeypatch.setattr(rag.embedding, "make_embedder", factory)
+    monkeypatch.setattr(rag.pipeline, "make_embedder", factory)
 
 
 def _cli_args(settings: Settings) -> list[str]:

