@@ -112,6 +112,7 @@ _LAT_SKELETON = str.maketrans(
         "ū": "u",
         "ü": "u",
         "ú": "u",
+        "ý": "u",
         "ç": "ch",
         "q": "k",
         "y": "i",
@@ -131,7 +132,7 @@ def cyrillic_skeleton(word: str) -> str:
 
 def latin_skeletons(word: str) -> list[str]:
     """The skeletons a (lower-case) Latin word may stand for, the plainest reading first."""
-    base = word.translate(_LAT_SKELETON)
+    base = word.replace("zh", "j").translate(_LAT_SKELETON)
     out = [base]
     for digraph, readings in _LAT_AMBIGUOUS:
         if digraph not in base:
@@ -183,22 +184,26 @@ class Vocabulary:
         return self.by_skeleton.get(skeleton, [])
 
     def one_slip(self, skeleton: str) -> list[str]:
-        """Words one letter away (a dropped, extra or mistyped letter), most frequent first."""
+        """Words one dropped or one extra letter away, most frequent first.
+
+        A substituted letter is not a slip here: it turns too many real words into each other
+        (қолдай/Қордай, танысты/табысты).
+        """
         if self._deletes is None:
             deletes: dict[str, list[str]] = {}
             for sk in self.skeletons:
                 if len(sk) >= 5:
-                    for i in range(len(sk)):
+                    for i in range(1, len(sk)):
                         deletes.setdefault(sk[:i] + sk[i + 1 :], []).append(sk)
             self._deletes = deletes
-        near: set[str] = set(self._deletes.get(skeleton, ()))
-        near.update(s for s in [skeleton] if s in self.by_skeleton)
-        if len(skeleton) >= 5:  # an extra or a mistyped letter only in longer words
-            for i in range(len(skeleton)):
-                cut = skeleton[:i] + skeleton[i + 1 :]
-                if cut in self.by_skeleton and len(cut) >= 5:
-                    near.add(cut)
-                near.update(self._deletes.get(cut, ()))
+        near: set[str] = set(self._deletes.get(skeleton, ()))  # the typist dropped a letter
+        if len(skeleton) >= 6:  # … or typed one too many
+            near.update(
+                cut
+                for i in range(1, len(skeleton))
+                if (cut := skeleton[:i] + skeleton[i + 1 :]) in self.by_skeleton
+            )
+        # Typists seldom miss the first letter: «oıynsha» is not бойынша.
         words = [w for sk in near for w in self.by_skeleton[sk]]
         return sorted(words, key=lambda w: (-self.counts[w], w))
 
@@ -252,9 +257,9 @@ _LAT_FIXED = (
     ("yu", "ю"),
     ("ıu", "ю"),
     ("iu", "ю"),
-    ("ng", "ң"),
     ("gh", "ғ"),
 )
+_NG_BEFORE_VOWEL = re.compile(r"ng(?=[aeiouyäöüūı])")
 _LAT_FIXED_LETTERS = {
     "a": "а",
     "ä": "ә",
@@ -290,6 +295,13 @@ _LAT_FIXED_LETTERS = {
     "x": "х",
     "y": "ы",
     "z": "з",
+    # The acute-accent alphabet of 2017/2018, still typed by some.
+    "á": "ә",
+    "ǵ": "ғ",
+    "ń": "ң",
+    "ó": "ө",
+    "ú": "ү",
+    "ý": "у",
 }
 
 
@@ -311,12 +323,21 @@ def _harmonise(letters: str, back: bool) -> str:
 
 
 def _is_back(word: str) -> bool:
+    if word.endswith(("ов", "ев", "ова", "ева", "ин", "ина")):
+        return True  # Russian-style surnames take back endings: Түймебаевтың, Ақылбекованың
     vowels = [ch for ch in word if ch in _BACK_VOWELS | _FRONT_VOWELS]
     return not vowels or vowels[-1] in _BACK_VOWELS
 
 
+# The genitive -ның (after a vowel) / -дың, -тың (after a consonant), typed with н; -атын,
+# -етін after a vowel or й is a participle and keeps its н.
+_GENITIVE_END = re.compile(r"((?:(?<=[аәоөұүыіеуияюэ])н|(?<=[^аәоөұүыіеуийяюэ])[дт])[ыі])н$")
+
+
 def latin_to_cyrillic(word: str) -> str:
     """A Latin word in Kazakh Cyrillic by a fixed table with vowel harmony (no corpus)."""
+    # «ng» before a vowel is н+г (-ланған, -ген), elsewhere ң (тың, мың).
+    word = _NG_BEFORE_VOWEL.sub("n\u0000", word).replace("ng", "ñ").replace("\u0000", "g")
     out: list[str] = []
     i = 0
     while i < len(word):
@@ -332,7 +353,7 @@ def latin_to_cyrillic(word: str) -> str:
     if not _LATIN_2021.search(word) and "q" not in word:
         # Chat ASCII marks none of ә ө ү ұ ғ қ і: decide the velar and the high vowel by harmony.
         text = _harmonise(text, _is_back(text))
-    return text
+    return _GENITIVE_END.sub(r"\1ң", text)
 
 
 # ------------------------------------------------------------------ the query
@@ -389,11 +410,15 @@ def _latin_candidates(word: str, vocab: Vocabulary) -> list[str]:
         return [word]
     sk = skeletons[0]
     stem = vocab.stem_match(sk)
-    # An inflected form the corpus lacks keeps the corpus's stem and the typed ending, when
-    # the stem covers most of the word; a typing slip is tried before a shorter stem.
+    slips = [w for s in skeletons[:2] for w in vocab.one_slip(s)] if len(sk) >= 4 else []
+    # A slip inside the stem («medıasıa» for медиация) is a typo of a corpus word; a
+    # difference in the last letters is usually an ending the corpus lacks («sebebin» when it
+    # holds себебі), better served by the corpus's stem and the typed ending.
+    inner = [w for w in slips if _common_prefix(cyrillic_skeleton(w), sk) < len(sk) - 2]
+    if inner:
+        return _keep(inner, vocab)
     if stem is not None and stem[1] >= len(sk) - 3:
         return [_stem_and_ending(stem, latin_to_cyrillic(low))]
-    slips = [w for s in skeletons[:2] for w in vocab.one_slip(s)] if len(sk) >= 4 else []
     if slips:
         return _keep(slips, vocab)
     if stem is not None:
@@ -402,19 +427,32 @@ def _latin_candidates(word: str, vocab: Vocabulary) -> list[str]:
 
 
 def _stem_and_ending(stem: tuple[str, int], typed: str) -> str:
-    """The corpus word's first letters (``stem``) and the rest of ``typed``, harmonised."""
+    """The corpus word's first letters (``stem``) and the rest of ``typed``, harmonised.
+
+    The ending's harmony follows the stem unless the ending shows an е (front); a final
+    -ның/-дың/-тың typed with н is the genitive, the commonest ending in questions.
+    """
     corpus_word, shared = stem
     head = corpus_word[: _cyrillic_cut(corpus_word, shared)]
     tail = typed[_cyrillic_cut(typed, shared) :]
-    return head + _harmonise(tail, _is_back(head))
+    back = _is_back(head) and "е" not in tail
+    return _GENITIVE_END.sub(r"\1ң", head + _harmonise(tail, back)) if tail else head
 
 
 def _cyrillic_candidates(word: str, vocab: Vocabulary) -> list[str]:
     low = word.lower()
-    if low in vocab.counts or _KAZAKH_CYRILLIC.search(low):
-        return [word]  # a word the corpus knows as typed is never replaced
+    if _KAZAKH_CYRILLIC.search(low):
+        return [word]
     sk = cyrillic_skeleton(low)
     found = vocab.lookup(sk)
+    own = vocab.counts.get(low, 0)
+    if own:
+        # A word the corpus knows as typed stays, unless a Kazakh spelling is far commoner
+        # (the corpus's own typo «жане» beside hundreds of «және»).
+        best = max(found, key=lambda w: vocab.counts[w])
+        if best != low and vocab.counts[best] >= 5 * own + 3:
+            return [best, word]
+        return [word]
     if found:
         return _keep(found, vocab)
     stem = vocab.stem_match(sk, min_len=5)
