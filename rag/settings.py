@@ -57,6 +57,9 @@ class Settings:
     # Below this calibrated support score the answer abstains (see rag/generation.py).
     abstain_threshold: float | None = None
     max_question_chars: int = 2000
+    # A Kazakh answer to a question typed in the 2021 Latin alphabet also in that alphabet
+    # (after the Cyrillic answer, whose quotes stay verbatim). Off by default.
+    latin_answers: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
@@ -68,10 +71,20 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _flag(raw: str) -> bool:
+    """A yes/no environment value: 1/true/yes/on or 0/false/no/off."""
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def from_env(**overrides: Any) -> Settings:
     """Settings from ``KAZRAG_*`` environment variables, then explicit (non-None) overrides."""
     values: dict[str, Any] = {}
-    conv = {
+    conv: dict[str, tuple[str, Any]] = {
         "CORPUS": ("corpus", Path),
         "INDEX": ("index", Path),
         "UPLOADS": ("uploads", Path),
@@ -90,6 +103,7 @@ def from_env(**overrides: Any) -> Settings:
         "LLM_CTX": ("llm_ctx", int),
         "LLM_THREADS": ("llm_threads", int),
         "ABSTAIN_THRESHOLD": ("abstain_threshold", float),
+        "LATIN_ANSWERS": ("latin_answers", _flag),
     }
     for env_name, (attr, typ) in conv.items():
         raw = _env(env_name)
