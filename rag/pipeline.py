@@ -247,7 +247,7 @@ def prepare_question(
     with engine.lock:
         index = engine.index
     form = typing_form(question)
-    vocab = None if form == "cyrillic" else vocabulary_for(index, index.lexical.texts)
+    vocab = None if form == "cyrillic" else vocabulary_for(index.lexical, index.lexical.texts)
     guess = identify(question, vocabulary=vocab)
     query = resolve(question, history)
     if vocab is None or guess.language != "kk":

@@ -125,14 +125,20 @@ _LAT_SKELETON = str.maketrans(
 _LAT_AMBIGUOUS = (("kh", ("h", "k")), ("ng", ("n", "ng")), ("gh", ("g",)))
 
 
+_I_RUN = re.compile(r"i{2,}")
+
+
 def cyrillic_skeleton(word: str) -> str:
-    """The skeleton of a (lower-case) Cyrillic word."""
-    return word.translate(_CYR_SKELETON)
+    """The skeleton of a (lower-case) Cyrillic word.
+
+    Runs of i-like letters fold to one: «ия», «ий» are typed ıa, ia, iya, ya by different people.
+    """
+    return _I_RUN.sub("i", word.translate(_CYR_SKELETON))
 
 
 def latin_skeletons(word: str) -> list[str]:
     """The skeletons a (lower-case) Latin word may stand for, the plainest reading first."""
-    base = word.replace("zh", "j").translate(_LAT_SKELETON)
+    base = _I_RUN.sub("i", word.replace("zh", "j").translate(_LAT_SKELETON))
     out = [base]
     for digraph, readings in _LAT_AMBIGUOUS:
         if digraph not in base:
@@ -260,6 +266,7 @@ _LAT_FIXED = (
     ("gh", "ғ"),
 )
 _NG_BEFORE_VOWEL = re.compile(r"ng(?=[aeiouyäöüūı])")
+_Y_AFTER_VOWEL = re.compile(r"(?<=[aeouäöüū])[iy](?![aeiouäöüūı])")
 _LAT_FIXED_LETTERS = {
     "a": "а",
     "ä": "ә",
@@ -336,7 +343,10 @@ _GENITIVE_END = re.compile(r"((?:(?<=[аәоөұүыіеуияюэ])н|(?<=[^а�
 
 def latin_to_cyrillic(word: str) -> str:
     """A Latin word in Kazakh Cyrillic by a fixed table with vowel harmony (no corpus)."""
-    # «ng» before a vowel is н+г (-ланған, -ген), elsewhere ң (тың, мың).
+    # «ng» before a vowel is н+г (-ланған, -ген), elsewhere ң (тың, мың); y or i after a
+    # vowel and not before one is й (qalay, kandai, saiyn).
+    ascii_only = not _LATIN_2021.search(word) and "q" not in word
+    word = _Y_AFTER_VOWEL.sub("ı", word)
     word = _NG_BEFORE_VOWEL.sub("n\u0000", word).replace("ng", "ñ").replace("\u0000", "g")
     out: list[str] = []
     i = 0
@@ -350,7 +360,7 @@ def latin_to_cyrillic(word: str) -> str:
             out.append(_LAT_FIXED_LETTERS.get(word[i], word[i]))
             i += 1
     text = "".join(out)
-    if not _LATIN_2021.search(word) and "q" not in word:
+    if ascii_only:
         # Chat ASCII marks none of ә ө ү ұ ғ қ і: decide the velar and the high vowel by harmony.
         text = _harmonise(text, _is_back(text))
     return _GENITIVE_END.sub(r"\1ң", text)
@@ -513,7 +523,7 @@ _VOCAB_LOCK = threading.Lock()
 def vocabulary_for(owner: object, texts: Sequence[str]) -> Vocabulary:
     """The vocabulary of ``texts`` plus Kazakh function words, built once per ``owner``.
 
-    ``owner`` is the index object (a rebuilt index after an upload gets its own).
+    ``owner`` is the BM25 index object (a rebuilt index after an upload gets its own).
     """
     with _VOCAB_LOCK:
         vocab = _VOCABS.get(owner)
