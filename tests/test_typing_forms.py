@@ -149,3 +149,51 @@ def test_hand_typed_variants_come_back_word_for_word(seed_vocab, rows):
     assert set(total) == {"latin", "translit", "russian_keyboard"}
     for form in total:
         assert right[form] / total[form] >= 0.9, (form, right[form] / total[form])
+
+
+# ---------------------------------------------------------------- with the real model
+
+
+@pytest.fixture(scope="module")
+def real_engine(tmp_path_factory):
+    from rag.pipeline import make_engine
+    from rag.settings import Settings
+
+    folder = tmp_path_factory.mktemp("forms") / "seeds"
+    return make_engine(Settings(corpus=SEEDS, index=folder, uploads=None))
+
+
+@pytest.mark.model
+def test_every_form_retrieves_the_evidence_its_cyrillic_twin_retrieves(real_engine, rows):
+    """For each variant whose Cyrillic twin has a chunk of its evidence document in the top 5,
+    the variant must find that same chunk in its top 5 in at least 95 % of cases per form
+    (the issue's target is evidence@5 within 0.03 of the originals; `kazrag eval` measures it
+    against the quoted spans)."""
+    from rag.pipeline import prepare_question, retrieve
+
+    def top5(question: str) -> set[tuple[str, str]]:
+        prep = prepare_question(real_engine, question)
+        hits = retrieve(real_engine, prep.query, 5, lexical_query=prep.lexical)
+        return {(h.chunk.doc_id, h.chunk.chunk_id) for h in hits}
+
+    by_id = {r["id"]: r for r in rows}
+    twin_top: dict[str, set[tuple[str, str]]] = {}
+    kept: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for r in rows:
+        form = r.get("form")
+        if form not in ("latin", "translit", "russian_keyboard"):
+            continue
+        twin = by_id[r["variant_of"]]
+        if twin["id"] not in twin_top:
+            twin_top[twin["id"]] = top5(twin["question"])
+        evidence_docs = {ev["doc_id"] for ev in twin["evidence"]}
+        wanted = {c for c in twin_top[twin["id"]] if c[0] in evidence_docs}
+        if not wanted:
+            continue  # the original misses too: nothing to keep
+        got = top5(r["question"])
+        total[form] += 1
+        kept[form] += bool(got & wanted)
+    assert set(total) == {"latin", "translit", "russian_keyboard"}
+    for form in total:
+        assert kept[form] / total[form] >= 0.95, (form, kept[form], total[form])
