@@ -42,7 +42,6 @@ LANGUAGE_NAMES = {
     "pt": "Portuguese",
     "nl": "Dutch",
     "pl": "Polish",
-    "az": "Azerbaijani",
     "other": "another language",
 }
 
@@ -150,7 +149,10 @@ def _lingua_latin():  # type: ignore[no-untyped-def]
 
     codes = ["en", *[c for c in LANGUAGE_NAMES if c != "other"]]
     langs = [Language.from_iso_code_639_1(getattr(IsoCode639_1, c.upper())) for c in codes]
-    return LanguageDetectorBuilder.from_languages(*langs).build()
+    # Low-accuracy mode reads trigrams only: its models load in ~2 s (the full 1–5-gram models
+    # took 40 s on a loaded 2-core machine, a timeout for the first foreign question). It is
+    # weaker on short questions, so German and Turkish function words decide first.
+    return LanguageDetectorBuilder.from_languages(*langs).with_low_accuracy_mode().build()
 
 
 @dataclass(frozen=True)
@@ -424,6 +426,8 @@ def _latin_language(text: str, vocabulary: Vocabulary | None = None) -> str:
         return "kk"
     if en >= 1 and en > tr and en > de and en >= 0.15 * n:
         return "en"
+    if de != tr and max(de, tr) >= 1:
+        return "de" if de > tr else "tr"
     try:
         lang = _lingua_latin().detect_language_of(text)
     except ImportError:  # lingua is optional; without it a Latin question is English
