@@ -113,9 +113,7 @@ FOREIGN = {
 @pytest.mark.parametrize(
     ("lang", "text"), [(lang, t) for lang, texts in FOREIGN.items() for t in texts]
 )
-def test_a_question_in_another_language_is_named_and_answered_in_english(
-    seed_vocab, lang, text
-):
+def test_a_question_in_another_language_is_named_and_answered_in_english(seed_vocab, lang, text):
     """Turkish shares letters and endings with Latin Kazakh: it must not pass for it."""
     from rag.language import identify
 

@@ -199,9 +199,7 @@ def test_a_question_in_another_language_says_so_and_answers_in_english(engine):
 def test_latin_answers_setting_adds_a_latin_copy(engine):
     import dataclasses
 
-    latin_engine = dataclasses.replace(
-        engine, settings=engine.settings.replace(latin_answers=True)
-    )
+    latin_engine = dataclasses.replace(engine, settings=engine.settings.replace(latin_answers=True))
     ans = answer(TWINS[1], engine=latin_engine)
     assert not ans.abstained  # this engine's threshold is 0
     cyrillic, latin = ans.answer.rsplit("\n\n", 1)
