@@ -112,7 +112,7 @@ def from_env(**overrides: Any) -> Settings:
                 values[attr] = typ(raw)
             except ValueError as exc:
                 raise ValueError(
-                    f"KAZRAG_{env_name}={raw!r} is not a valid {typ.__name__}"
+                    f"KAZRAG_{env_name}={raw!r} is not a valid {'yes/no value' if typ is _flag else typ.__name__}"
                 ) from exc
     chunk_target, chunk_overlap = _env("CHUNK_CHARS"), _env("CHUNK_OVERLAP")
     if chunk_target or chunk_overlap:
