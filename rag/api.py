@@ -56,6 +56,7 @@ from rag.pipeline import (
     answer,
     clean_question,
     get_engine,
+    prepare_question,
     retrieve,
     stream_answer,
 )
@@ -757,7 +758,8 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         """
         engine = _engine(request)
         query = clean_question(req.query, engine.settings.max_question_chars)
-        hits = retrieve(engine, query, req.top_k)
+        prep = prepare_question(engine, query)  # Latin-typed Kazakh is respelled, as in /ask
+        hits = retrieve(engine, prep.query, req.top_k, lexical_query=prep.lexical)
         titles = _titles(engine)
         results = [
             {**h.to_json(), "title": titles.get(h.chunk.doc_id, h.chunk.title)} for h in hits

@@ -93,12 +93,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the ranked chunks for a query."""
-    from rag.pipeline import clean_question, get_engine
+    from rag.pipeline import clean_question, get_engine, prepare_question
 
     _existing_index(args)
     s = _settings(args)
     query = clean_question(args.query, s.max_question_chars)
-    hits = get_engine(s).retriever.search(query, args.k, args.mode)
+    engine = get_engine(s)
+    prep = prepare_question(engine, query)  # Latin-typed Kazakh is respelled, as in ask
+    hits = engine.retriever.search(prep.query, args.k, args.mode, lexical_query=prep.lexical)
     if args.json:
         _print_json([h.to_json() for h in hits])
         return 0

@@ -40,12 +40,13 @@ from rag.index import (
     load_index,
     read_manifest,
 )
-from rag.language import detect_language
+from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
 from rag.lexical import LexicalConfig
 from rag.retriever import Retriever
-from rag.schema import Answer, Document, Hit
+from rag.schema import MARKER_RE, Answer, Document, Hit
 from rag.settings import Settings
 from rag.sources import corpus_files, load_corpus
+from rag.typing_forms import normalize_query, to_latin_2021, typing_form, vocabulary_for
 
 logger = logging.getLogger(__name__)
 
@@ -222,12 +223,63 @@ def _ms(t0: float) -> float:
 
 
 def retrieve(
-    engine: Engine, query: str, k: int, query_vector: np.ndarray | None = None
+    engine: Engine,
+    query: str,
+    k: int,
+    query_vector: np.ndarray | None = None,
+    lexical_query: str | None = None,
 ) -> list[Hit]:
-    """Hybrid retrieval through the engine's current index."""
+    """Hybrid retrieval through the engine's current index (BM25 reads ``lexical_query``)."""
     with engine.lock:
         retriever = engine.retriever
-    return retriever.search(query, k, query_vector=query_vector)
+    return retriever.search(query, k, query_vector=query_vector, lexical_query=lexical_query)
+
+
+@dataclass(frozen=True)
+class PreparedQuestion:
+    """A question made ready for retrieval.
+
+    question: the question in the index's spelling (as asked when it needed no respelling).
+    query: what the dense retriever and the composer read (a follow-up resolved, respelled).
+    lexical: what BM25 reads: ``query`` plus respellings the corpus could not rule out.
+    guess: its language (answer and asked) and typing form.
+    """
+
+    question: str
+    query: str
+    lexical: str
+    guess: LanguageGuess
+
+
+def prepare_question(
+    engine: Engine, question: str, history: Sequence[Turn] = ()
+) -> PreparedQuestion:
+    """Language, typing form and the respelled query of a cleaned question.
+
+    Kazakh typed in Latin or on a Russian keyboard is respelled against the index's own
+    vocabulary (:mod:`rag.typing_forms`) before both retrievers; a standard Cyrillic question,
+    and any Russian or English one, is searched as asked.
+    """
+    with engine.lock:
+        index = engine.index
+    form = typing_form(question)
+    vocab = None if form == "cyrillic" else vocabulary_for(index.lexical, index.lexical.texts)
+    guess = identify(question, vocabulary=vocab)
+    query = resolve(question, history)
+    if vocab is None or guess.language != "kk":
+        return PreparedQuestion(question, query, query, guess)
+    typed_q = normalize_query(question, vocab, form)
+    typed = normalize_query(query, vocab, form)
+    return PreparedQuestion(typed_q.text, typed.text, typed.lexical, guess)
+
+
+def foreign_notice(guess: LanguageGuess) -> str:
+    """The English lead for a question in none of kk/ru/en (issue 10 §5)."""
+    name = LANGUAGE_NAMES.get(guess.asked, LANGUAGE_NAMES["other"])
+    return (
+        f"Your question seems to be in {name}. I answer in Kazakh, Russian or English, "
+        "so here is the answer in English.\n\n"
+    )
 
 
 def extractive_answer(
@@ -318,25 +370,37 @@ def stream_answer(
         )
     if abstain_threshold is not None:
         eng = with_abstain_threshold(eng, abstain_threshold)
-    language = detect_language(text_q)
-    query = resolve(text_q, history)
+    prep = prepare_question(eng, text_q, history)
+    language = prep.guess.language
+    query = prep.query
     if cfg.generator != "extractive" and history and is_followup(text_q):
         from rag.llm import standalone_question
 
         query = standalone_question(cfg, text_q, history, fallback=query)
+    lexical = prep.lexical if query == prep.query else query
     qvec = eng.embedder.embed_queries([query])[0]
-    hits = retrieve(eng, query, k, qvec)
+    hits = retrieve(eng, query, k, qvec, lexical_query=lexical)
     t_ret = _ms(t0)
     t1 = time.perf_counter()
     note = None
+    notice = foreign_notice(prep.guess) if prep.guess.foreign else ""
+    if notice:
+        yield notice
     if cfg.generator != "extractive":
         from rag.llm import llm_answer
 
         result = yield from llm_answer(eng, text_q, query, language, hits, history)
         text, abstained, citations, note = result
     else:
-        text, abstained, citations, _ = extractive_answer(eng, text_q, query, language, hits, qvec)
+        text, abstained, citations, _ = extractive_answer(
+            eng, prep.question, query, language, hits, qvec
+        )
+        if cfg.latin_answers and prep.guess.form == "latin" and language == "kk" and not abstained:
+            # The answer quotes its sources verbatim (Cyrillic); the Latin copy follows it,
+            # without markers, so citations keep pointing at the quoted text.
+            text += "\n\n" + to_latin_2021(MARKER_RE.sub("", text)).replace("  ", " ")
         yield text
+    text = notice + text
     final = Answer(
         id=qid,
         question=text_q,
@@ -347,5 +411,6 @@ def stream_answer(
         retrieved=tuple(hits),
         timings_ms={"retrieve": t_ret, "generate": _ms(t1), "total": _ms(t0)},
         note=note,
+        asked_language=prep.guess.asked if prep.guess.foreign else None,
     )
     yield final

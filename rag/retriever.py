@@ -48,12 +48,20 @@ class Retriever:
         return self.lexical_weight * self.index.lexical.coverage(query)
 
     def search(
-        self, query: str, k: int = 5, mode: str = "hybrid", query_vector: np.ndarray | None = None
+        self,
+        query: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        query_vector: np.ndarray | None = None,
+        lexical_query: str | None = None,
     ) -> list[Hit]:
         """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``.
 
-        ``query_vector`` saves a second encoding when the caller already embedded the query.
+        ``query_vector`` saves a second encoding when the caller already embedded the query;
+        ``lexical_query`` (default ``query``) is what BM25 reads, e.g. with the respellings
+        of a Latin-typed question that the corpus could not rule out.
         """
+        lex_q = lexical_query or query
         if mode not in ("hybrid", "dense", "lexical"):
             raise ValueError(f"unknown retrieval mode {mode!r}")
         if not query.strip() or k <= 0:
@@ -69,7 +77,7 @@ class Retriever:
             )
             dense = self.index.dense.search(qv, n)[0]
         if mode in ("hybrid", "lexical"):
-            lexical = self.index.lexical.search(query, n)
+            lexical = self.index.lexical.search(lex_q, n)
         if mode == "dense":
             fused = dense
         elif mode == "lexical":
@@ -77,7 +85,7 @@ class Retriever:
         else:
             fused = fuse(
                 [dense, lexical],
-                [1.0, self.lexical_weight_for(query)],
+                [1.0, self.lexical_weight_for(lex_q)],
                 method=self.method,
                 k=self.rrf_k,
             )

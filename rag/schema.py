@@ -143,6 +143,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     id: str | None = None
     note: str | None = None
+    # The question's own language when it is none of kk/ru/en (the answer is then English).
+    asked_language: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape documented in the README (issue 2)."""
@@ -158,4 +160,6 @@ class Answer:
         }
         if self.note:
             out["note"] = self.note
+        if self.asked_language:
+            out["asked_language"] = self.asked_language
         return out

@@ -60,6 +60,9 @@ class Settings:
     # Below this calibrated support score the answer abstains (see rag/generation.py).
     abstain_threshold: float | None = None
     max_question_chars: int = 2000
+    # A Kazakh answer to a question typed in the 2021 Latin alphabet also in that alphabet
+    # (after the Cyrillic answer, whose quotes stay verbatim). Off by default.
+    latin_answers: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
@@ -71,10 +74,20 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _flag(raw: str) -> bool:
+    """A yes/no environment value: 1/true/yes/on or 0/false/no/off."""
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def from_env(**overrides: Any) -> Settings:
     """Settings from ``KAZRAG_*`` environment variables, then explicit (non-None) overrides."""
     values: dict[str, Any] = {}
-    conv = {
+    conv: dict[str, tuple[str, Any]] = {
         "CORPUS": ("corpus", Path),
         "INDEX": ("index", Path),
         "UPLOADS": ("uploads", Path),
@@ -94,6 +107,7 @@ def from_env(**overrides: Any) -> Settings:
         "LLM_CTX": ("llm_ctx", int),
         "LLM_THREADS": ("llm_threads", int),
         "ABSTAIN_THRESHOLD": ("abstain_threshold", float),
+        "LATIN_ANSWERS": ("latin_answers", _flag),
     }
     for env_name, (attr, typ) in conv.items():
         raw = _env(env_name)
@@ -102,7 +116,7 @@ def from_env(**overrides: Any) -> Settings:
                 values[attr] = typ(raw)
             except ValueError as exc:
                 raise ValueError(
-                    f"KAZRAG_{env_name}={raw!r} is not a valid {typ.__name__}"
+                    f"KAZRAG_{env_name}={raw!r} is not a valid {'yes/no value' if typ is _flag else typ.__name__}"
                 ) from exc
     chunk_target, chunk_overlap = _env("CHUNK_CHARS"), _env("CHUNK_OVERLAP")
     if chunk_target or chunk_overlap:

@@ -368,3 +368,40 @@ def test_real_model_on_the_seed_dev_split(tmp_path, capsys):
     assert figs["abstention"]["false_abstention_rate"] <= 0.1
     # English questions find their Kazakh passages through the names they share (0.889).
     assert figs["by_lang"]["en"]["retrieval"]["mrr@10"] >= 0.8
+
+
+def test_typing_forms_are_reported_apart_from_the_headline(tiny, capsys):
+    """Respelled variants get their own table; the headline figures stay the originals'."""
+    tmp_path, qfile, settings = tiny
+    t5 = next(q for q in QUESTIONS if q["id"] == "t5")
+    variants = [
+        {
+            **t5,
+            "id": "t105",
+            "form": "latin",
+            "variant_of": "t5",
+            "question": "Almaty men Astana qalalary qaı jyldary mañyzdy boldy?",
+        },
+        {
+            **t5,
+            "id": "t205",
+            "form": "translit",
+            "variant_of": "t5",
+            "question": "almaty men astana kalalary kai zhyldary manyzdy boldy",
+        },
+    ]
+    with qfile.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(v, ensure_ascii=False) + "\n" for v in variants)
+    out = tmp_path / "forms"
+    assert _run(settings, "--questions", str(qfile), "--split", "all", "--out", str(out)) == 0
+    figs = json.loads((out / "figures.json").read_text(encoding="utf-8"))
+    assert figs["n"] == 6  # the headline: the six original questions only
+    by_form = figs["by_form"]
+    assert list(by_form) == ["cyrillic", "translit", "latin"]
+    assert by_form["cyrillic"]["n"] == 1 and by_form["latin"]["n"] == 1
+    for form in ("translit", "latin"):
+        assert by_form[form]["detected_kk"] == 1.0
+        assert by_form[form]["evidence@5"] == by_form[form]["cyrillic_evidence@5"] == 1.0
+    rows = [json.loads(x) for x in (out / "questions.jsonl").read_text("utf-8").splitlines()]
+    assert {r["id"]: r["form"] for r in rows}["t105"] == "latin"
+    assert "## By typing form (issue 14)" in (out / "report.md").read_text(encoding="utf-8")

@@ -173,9 +173,9 @@ def test_a_followup_is_rewritten_by_the_model_before_retrieval(engine, monkeypat
     real_retrieve = rag.pipeline.retrieve
     asked: list[str] = []
 
-    def recording_retrieve(eng, query, k, qv=None):
+    def recording_retrieve(eng, query, k, qv=None, lexical_query=None):
         asked.append(query)
-        return real_retrieve(eng, query, k, qv)
+        return real_retrieve(eng, query, k, qv, lexical_query=lexical_query)
 
     monkeypatch.setattr(rag.pipeline, "retrieve", recording_retrieve)
     history = [Turn("Жансейіт Түймебаев кім?", "Ассамблея төрағасының орынбасары [1]")]

@@ -169,3 +169,55 @@ def test_abstain_threshold_overrides_the_calibrated_one_for_one_call(engine):
     assert not answer(question, engine=engine, abstain_threshold=-10.0).abstained
     with pytest.raises(ValueError, match="finite"):
         answer(question, engine=engine, abstain_threshold=float("nan"))
+
+
+# --- Kazakh as people type it (issue 14) and other languages (issue 10 §5) -------------------
+
+TWINS = [
+    "Мақала бойынша Қазақстан халқы Ассамблеясы қашан және қандай құжатпен құрылған?",
+    "Maqala boıynşa Qazaqstan halqy Assambleıasy qaşan jäne qandaı qūjatpen qūrylğan?",
+    "Makala boyinsha Kazakhstan halky Assambleyasy kashan zhane kandai kuzhatpen kurylgan?",
+    "Макала бойынша Казакстан халкы Ассамблеясы кашан жане кандай кужатпен курылган?",
+]
+
+
+def test_every_typing_form_reaches_the_same_bm25_passages(engine):
+    from rag.pipeline import prepare_question
+
+    tops = []
+    for q in TWINS:
+        prep = prepare_question(engine, q)
+        assert prep.guess.language == "kk"
+        hits = engine.retriever.search(prep.query, 3, "lexical", lexical_query=prep.lexical)
+        tops.append([h.chunk.chunk_id for h in hits])
+    assert all(t == tops[0] for t in tops), tops
+
+
+def test_a_latin_kazakh_question_gets_a_kazakh_answer(engine):
+    ans = answer(TWINS[1], engine=engine)
+    assert ans.language == "kk" and ans.asked_language is None
+    assert ans.question == TWINS[1]  # the question is reported as asked
+
+
+def test_a_question_in_another_language_says_so_and_answers_in_english(engine):
+    ans = answer("Wann wurde die Versammlung des Volkes Kasachstans gegründet?", engine=engine)
+    assert ans.language == "en" and ans.asked_language == "de"
+    assert ans.answer.startswith("Your question seems to be in German.")
+    assert "Kazakh, Russian or English" in ans.answer
+    assert ans.to_json()["asked_language"] == "de"
+    pieces = list(stream_answer("Kazakistan'da kaç Dungan yaşıyor?", engine=engine))
+    assert pieces[0].startswith("Your question seems to be in Turkish.")
+    assert pieces[-1].answer.startswith(pieces[0])
+
+
+def test_latin_answers_setting_adds_a_latin_copy(engine):
+    import dataclasses
+
+    latin_engine = dataclasses.replace(engine, settings=engine.settings.replace(latin_answers=True))
+    ans = answer(TWINS[1], engine=latin_engine)
+    assert not ans.abstained  # this engine's threshold is 0
+    cyrillic, latin = ans.answer.rsplit("\n\n", 1)
+    assert MARKER.search(cyrillic) and not MARKER.search(latin)  # citations: the quotes only
+    assert re.search(r"[qğüūıñä]", latin)
+    plain = answer(TWINS[2], engine=latin_engine)  # chat ASCII: no Latin copy
+    assert not re.search(r"[qğüūıñä]", plain.answer)
