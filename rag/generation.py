@@ -401,7 +401,7 @@ def list_item(text: str, after_colon: bool = False) -> str | None:
     A dash or bullet counts only ``after_colon``: elsewhere in the corpus it opens a turn of an
     interview, not an item.
     """
-    t = text.lstrip(" «\"")
+    t = text.lstrip(' «"')
     if _ORDINAL.match(t):
         return "ordinal"
     if _NUMBERED.match(t):
@@ -417,7 +417,7 @@ def asks_list(question: str) -> bool:
 
 
 def _ends_colon(text: str) -> bool:
-    return text.rstrip(" \"»").endswith(":")
+    return text.rstrip(' "»').endswith(":")
 
 
 def _item_run(sents: Sequence[Sentence], i: int, after_colon: bool) -> list[int]:
@@ -514,7 +514,11 @@ def follow(
         pairs = index.doc_sentences.get(c.hit.chunk.doc_id, [])
         sents = [p[0] for p in pairs]
         pos = next(
-            (k for k, s in enumerate(sents) if (s.start, s.end) == (c.sentence.start, c.sentence.end)),
+            (
+                k
+                for k, s in enumerate(sents)
+                if (s.start, s.end) == (c.sentence.start, c.sentence.end)
+            ),
             None,
         )
         if pos is None:
@@ -531,7 +535,11 @@ def follow(
             if length + len(s.text) > config.max_follow_chars:
                 break
             vec = index.sentence_vector(*key)
-            hit = c.hit if chunk.chunk_id == c.hit.chunk.chunk_id else Hit(chunk, c.hit.score, c.hit.rank)
+            hit = (
+                c.hit
+                if chunk.chunk_id == c.hit.chunk.chunk_id
+                else Hit(chunk, c.hit.score, c.hit.rank)
+            )
             out.append(
                 ScoredSentence(
                     s, hit, c.vector if vec is None else vec, c.dense, 0.0, 0.0, c.score, follows=n

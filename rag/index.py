@@ -200,9 +200,7 @@ class CorpusIndex:
             seen = out.setdefault(c.doc_id, {})
             for s in c.sentences:
                 seen.setdefault((s.start, s.end), (s, c))
-        return {
-            d: sorted(v.values(), key=lambda p: (p[0].start, p[0].end)) for d, v in out.items()
-        }
+        return {d: sorted(v.values(), key=lambda p: (p[0].start, p[0].end)) for d, v in out.items()}
 
     def sentence_vector(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         """The stored vector of a chunk sentence, if the index has it."""

@@ -38,8 +38,15 @@ def make_doc(doc_id: str, texts: list[str], per_chunk: int = 100) -> tuple[str, 
     for i in range(0, len(sents), per_chunk):
         part = tuple(sents[i : i + per_chunk])
         chunks.append(
-            Chunk(f"{doc_id}-c{i}", doc_id, f"Title {doc_id}", " ".join(s.text for s in part),
-                  part[0].start, part[-1].end, part)
+            Chunk(
+                f"{doc_id}-c{i}",
+                doc_id,
+                f"Title {doc_id}",
+                " ".join(s.text for s in part),
+                part[0].start,
+                part[-1].end,
+                part,
+            )
         )
     return raw, chunks
 
@@ -78,27 +85,28 @@ LIST_BY_COLON = [
 
 
 def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
-    raw, chunks = make_doc("d", LIST_BY_COLON)
-    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks),
-                 GeneratorConfig())
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == LIST_BY_COLON[1:5]
     assert [c.follows for c in out] == [None, 0, 0, 0]
 
 
 def test_a_colon_brings_bulleted_items_but_a_dash_elsewhere_is_an_interview_turn():
     bullets = ["Біз мыналарды ұсынамыз:", "– Заңды өзгерту.", "– Комиссия құру.", "Соңы."]
-    raw, chunks = make_doc("d", bullets)
+    _raw, chunks = make_doc("d", bullets)
     out = follow([scored(chunks[0], 0)], "Не ұсынады?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == bullets[:3]
     turns = ["Жағдай мынадай болды.", "– Сіз не дейсіз?", "– Мен келісемін."]
-    raw, chunks = make_doc("e", turns)
+    _raw, chunks = make_doc("e", turns)
     out = follow([scored(chunks[0], 0)], "Не болды?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == turns[:1]
 
 
 def test_a_colon_with_no_items_brings_the_one_sentence_it_introduces():
     sents = ["Ол былай деді:", "Бейбітшілік бәрінен қымбат.", "Кездесу аяқталды."]
-    raw, chunks = make_doc("d", sents)
+    _raw, chunks = make_doc("d", sents)
     out = follow([scored(chunks[0], 0)], "Ол не деді?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == sents[:2]
 
@@ -115,28 +123,30 @@ ORDINALS = [
 @pytest.mark.parametrize("word", ["бірнеше себебі", "мынадай себептері", "келесі себептері"])
 def test_an_announcement_in_words_brings_the_ordinal_items(word):
     sents = [ORDINALS[0].replace("бірнеше себебі", word), *ORDINALS[1:]]
-    raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks),
-                 GeneratorConfig())
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == sents[:4]
 
 
 def test_келесі_meaning_next_brings_nothing_when_no_items_follow():
     sents = ["Сайлау келесі жылы өтеді.", "Дайындық басталды.", "Комиссия құрылды."]
-    raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "Сайлау қашан өтеді?", FakeIndex(chunks),
-                 GeneratorConfig())
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)], "Сайлау қашан өтеді?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == sents[:1]
 
 
 def test_an_ordinal_item_brings_its_siblings_for_a_list_question_only():
-    raw, chunks = make_doc("d", ORDINALS)
+    _raw, chunks = make_doc("d", ORDINALS)
     index = FakeIndex(chunks)
-    out = follow([scored(chunks[0], 2)], "Түймебаев қандай үш себебін атады?", index,
-                 GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 2)], "Түймебаев қандай үш себебін атады?", index, GeneratorConfig()
+    )
     assert texts_of(out) == ORDINALS[1:4]  # the one before it too, in document order
-    out = follow([scored(chunks[0], 2)], "Арыз-шағымға кім құлақ аспады?", index,
-                 GeneratorConfig())
+    out = follow([scored(chunks[0], 2)], "Арыз-шағымға кім құлақ аспады?", index, GeneratorConfig())
     assert texts_of(out) == ORDINALS[2:3]
 
 
@@ -149,9 +159,8 @@ def test_numbered_items_may_run_over_several_sentences():
         "Сайлауға қатысу бойынша ұстаным:",
         "1. Қозғалыс бақылайды.",
     ]
-    raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "HAQ не жариялайды?", FakeIndex(chunks),
-                 GeneratorConfig())
+    _raw, chunks = make_doc("d", sents)
+    out = follow([scored(chunks[0], 0)], "HAQ не жариялайды?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == sents[:4]  # stops at the next announcement
 
 
@@ -163,7 +172,7 @@ def test_a_reason_over_two_sentences_for_a_why_question():
         "Өйткені онда заңдар жұмыс істейді.",
         "Сапар маусымда болды.",
     ]
-    raw, chunks = make_doc("d", sents)
+    _raw, chunks = make_doc("d", sents)
     index = FakeIndex(chunks)
     why = "Неге трагедия болды?"
     # «Осы …» points back: the sentence before carries the reason.
@@ -177,15 +186,14 @@ def test_a_reason_over_two_sentences_for_a_why_question():
 
 def test_a_sentence_ending_in_себебі_hands_over_to_the_next():
     sents = ["Қозғалыс бойкотты қолдамайды, себебі:", "Бұл елдің дамуына әкелмейді.", "Соңы."]
-    raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "Неге бойкот жоқ?", FakeIndex(chunks),
-                 GeneratorConfig())
+    _raw, chunks = make_doc("d", sents)
+    out = follow([scored(chunks[0], 0)], "Неге бойкот жоқ?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == sents[:2]
 
 
 def test_the_bound_keeps_the_items_nearest_the_announcement():
     sents = ["Талаптар:", *[f"{n}. Талап нөмірі {n} орындалсын." for n in range(1, 9)], "Соңы."]
-    raw, chunks = make_doc("d", sents)
+    _raw, chunks = make_doc("d", sents)
     index = FakeIndex(chunks)
     cfg = dataclasses.replace(GeneratorConfig(), max_follow=3)
     assert texts_of(follow([scored(chunks[0], 0)], "Не?", index, cfg)) == sents[:4]
@@ -198,29 +206,33 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
 
 def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks():
     raw, chunks = make_doc("d", LIST_BY_COLON, per_chunk=3)  # the list crosses a chunk edge
-    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks),
-                 GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
+    )
     text, cites = compose(out, "kk")
     assert [c.marker for c in cites] == [1, 2, 3, 4]
     for c in cites:
         assert raw[c.start : c.end] == c.quote
         assert f"{c.quote} [{c.marker}]" in text
-        assert any(s.start == c.start for s in next(k for k in chunks
-                                                     if k.chunk_id == c.chunk_id).sentences)
+        assert any(
+            s.start == c.start
+            for s in next(k for k in chunks if k.chunk_id == c.chunk_id).sentences
+        )
     assert cites[-1].chunk_id == chunks[1].chunk_id
     assert [c.start for c in cites] == sorted(c.start for c in cites)
 
 
 def test_a_list_already_chosen_is_not_quoted_twice():
-    raw, chunks = make_doc("d", LIST_BY_COLON)
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
     chosen = [scored(chunks[0], 1), scored(chunks[0], 3, score=0.99)]
     out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig())
     assert texts_of(out) == LIST_BY_COLON[1:5]
 
 
 def test_the_seed_interview_s_three_reasons_follow_their_announcement(seed_chunks):
-    index = CorpusIndex(Path("."), {}, seed_chunks, np.zeros((0, 4)), None, None, [],
-                        np.zeros((0, 4)))  # type: ignore[arg-type]
+    index = CorpusIndex(
+        Path("."), {}, seed_chunks, np.zeros((0, 4)), None, None, [], np.zeros((0, 4))
+    )  # type: ignore[arg-type]
     pairs = index.doc_sentences["002_6d4c584d9e8951c7.txt"]
     sents = [s for s, _ in pairs]
     i = next(k for k, s in enumerate(sents) if "бірнеше себебі анықталды" in s.text)
@@ -256,7 +268,11 @@ def test_spread_documents_changes_the_top_k_as_little_as_possible():
     doc = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c"}
     ranked = [(1, 0.9), (2, 0.8), (3, 0.7), (4, 0.6), (5, 0.5)]
     assert spread_documents(ranked, 3, 2, doc.__getitem__) == [
-        (1, 0.9), (2, 0.8), (4, 0.6), (3, 0.7), (5, 0.5)
+        (1, 0.9),
+        (2, 0.8),
+        (4, 0.6),
+        (3, 0.7),
+        (5, 0.5),
     ]
     assert spread_documents(ranked, 3, 1, doc.__getitem__) == ranked
     # Nothing of another document among the candidates: unchanged.
@@ -265,8 +281,8 @@ def test_spread_documents_changes_the_top_k_as_little_as_possible():
 
 
 def test_spread_quotes_a_second_document_within_the_margin():
-    raw, a = make_doc("a", ["Бірінші құжат бір нәрсе айтады.", "Тағы бір сөйлем айтылады."])
-    raw, b = make_doc("b", ["Екінші құжат басқа нәрсе айтады."])
+    _raw, a = make_doc("a", ["Бірінші құжат бір нәрсе айтады.", "Тағы бір сөйлем айтылады."])
+    _raw, b = make_doc("b", ["Екінші құжат басқа нәрсе айтады."])
     ranked = [scored(a[0], 0, 1.0), scored(a[0], 1, 0.98), scored(b[0], 0, 0.9, rank=3)]
     cfg = GeneratorConfig()
     out = spread(ranked[:2], ranked, cfg)
