@@ -138,6 +138,9 @@ class GeneratorConfig:
     # A question about several subjects also quotes the best sentence of a second document when
     # it scores within this of the best (:func:`spread`; chosen on the dev split).
     spread_margin: float = 0.15
+    # A list or why question also quotes the best sentence that announces a list or a reason
+    # when it scores within this of the best (:func:`follow`; 0 turns it off; dev split).
+    promote_margin: float = 0.1
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -494,8 +497,48 @@ def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
     return []
 
 
+def _carried_by(c: ScoredSentence, question: str, index: CorpusIndex) -> list[int]:
+    """What :func:`carried` finds for a scored sentence, located in its document."""
+    sents = [p[0] for p in index.doc_sentences.get(c.hit.chunk.doc_id, [])]
+    key = (c.sentence.start, c.sentence.end)
+    pos = next((k for k, s in enumerate(sents) if (s.start, s.end) == key), None)
+    return [] if pos is None else carried(sents, pos, question)
+
+
+def _promote(
+    chosen: Sequence[ScoredSentence],
+    scored: Sequence[ScoredSentence],
+    question: str,
+    index: CorpusIndex,
+    config: GeneratorConfig,
+) -> list[ScoredSentence]:
+    """For a list or why question, also choose the best sentence that announces its answer.
+
+    The sentence that says «… бірнеше себебі анықталды.» rarely scores best (it names no
+    reason), but it scores close; when none of the chosen sentences announces anything, the
+    best-scored one within ``config.promote_margin`` that does is added.
+    """
+    if not (asks_list(question) or answer_type(question) == "reason"):
+        return list(chosen)
+    if any(_carried_by(c, question, index) for c in chosen):
+        return list(chosen)
+    best = scored[0].score
+    taken = {(c.hit.chunk.doc_id, c.sentence.start) for c in chosen}
+    for cand in scored:
+        if cand.score < best - config.promote_margin:
+            break
+        key = (cand.hit.chunk.doc_id, cand.sentence.start)
+        if key not in taken and _carried_by(cand, question, index):
+            return [*chosen, cand]
+    return list(chosen)
+
+
 def follow(
-    chosen: Sequence[ScoredSentence], question: str, index: CorpusIndex, config: GeneratorConfig
+    chosen: Sequence[ScoredSentence],
+    question: str,
+    index: CorpusIndex,
+    config: GeneratorConfig,
+    scored: Sequence[ScoredSentence] = (),
 ) -> list[ScoredSentence]:
     """Add the sentences that carry what a chosen sentence announces (a list, a reason).
 
@@ -503,10 +546,14 @@ def follow(
     items that follow it in the document do. Each added sentence is cited with its own exact
     raw span (from the index's chunk sentences, across chunk boundaries); at most
     ``config.max_follow`` per chosen sentence, and none once the answer would grow past
-    ``config.max_follow_chars``. The result is in document order within each document.
+    ``config.max_follow_chars``. Given the ``scored`` candidates, a list or why question
+    whose chosen sentences announce nothing first gets the best announcing one within
+    ``config.promote_margin``. The result is in document order within each document.
     """
     if config.max_follow <= 0 or not chosen:
         return list(chosen)
+    if scored and config.promote_margin > 0:
+        chosen = _promote(chosen, scored, question, index, config)
     out = list(chosen)
     keys = {(c.hit.chunk.doc_id, c.sentence.start, c.sentence.end) for c in chosen}
     length = sum(len(c.sentence.text) for c in chosen)

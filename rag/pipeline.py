@@ -247,7 +247,7 @@ def extractive_answer(
     chosen = select(scored, engine.generator)
     if multi_subject(query):
         chosen = spread(chosen, scored, engine.generator)
-    chosen = follow(chosen, query, engine.index, engine.generator)
+    chosen = follow(chosen, query, engine.index, engine.generator, scored)
     text, citations = compose(chosen, language)
     return text, False, citations, strength
 

@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--split", default="dev")
     ap.add_argument("--follow", default="0,5", help="max_follow values to try")
     ap.add_argument("--margin", default="0.15", help="spread_margin values to try")
+    ap.add_argument("--promote", default="0.1", help="promote_margin values to try")
+    ap.add_argument("--spread", default="off,on", help="spread variants to try")
     args = ap.parse_args()
     engine = get_engine(from_env())
     all_rows = load_questions(DEFAULT_QUESTIONS)
@@ -65,16 +67,20 @@ def main() -> None:
     # The pipeline asks rag.retriever.multi_subject whether to spread; a variant without the
     # spread replaces the name the pipeline looks up (experiment only).
     never: Callable[[str], bool] = lambda q: False  # noqa: E731
-    for spread_on in (False, True):
+    for spread_on in [v == "on" for v in args.spread.split(",")]:
         rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[attr-defined]
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
             for margin in margins:
-                engine.generator = dataclasses.replace(
-                    base, max_follow=follow, spread_margin=margin
-                )
-                name = f"spread={'on' if spread_on else 'off'} margin={margin} max_follow={follow}"
-                print(_row(name, measure(engine, rows, all_rows)), flush=True)
+                for promote in [float(p) for p in args.promote.split(",")]:
+                    engine.generator = dataclasses.replace(
+                        base, max_follow=follow, spread_margin=margin, promote_margin=promote
+                    )
+                    name = (
+                        f"spread={'on' if spread_on else 'off'} margin={margin} "
+                        f"max_follow={follow} promote={promote}"
+                    )
+                    print(_row(name, measure(engine, rows, all_rows)), flush=True)
     rag.pipeline.multi_subject = multi_subject  # type: ignore[attr-defined]
     engine.generator = base
 
