@@ -96,18 +96,35 @@ def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
 def test_a_colon_brings_bulleted_items_but_a_dash_elsewhere_is_an_interview_turn():
     bullets = ["Біз мыналарды ұсынамыз:", "– Заңды өзгерту.", "– Комиссия құру.", "Соңы."]
     _raw, chunks = make_doc("d", bullets)
-    out = follow([scored(chunks[0], 0)], "Не ұсынады?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай шаралар ұсынады?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == bullets[:3]
     turns = ["Жағдай мынадай болды.", "– Сіз не дейсіз?", "– Мен келісемін."]
     _raw, chunks = make_doc("e", turns)
-    out = follow([scored(chunks[0], 0)], "Не болды?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай оқиғалар болды?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == turns[:1]
+
+
+def test_a_question_after_one_fact_keeps_its_one_sentence():
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
+    out = follow(
+        [scored(chunks[0], 1)],
+        "HAQ мәлімдемесі қашан жарияланды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
+    assert texts_of(out) == LIST_BY_COLON[1:2]
 
 
 def test_a_colon_with_no_items_brings_the_one_sentence_it_introduces():
     sents = ["Ол былай деді:", "Бейбітшілік бәрінен қымбат.", "Кездесу аяқталды."]
     _raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "Ол не деді?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 0)], "Ол қандай сөздер айтты?", FakeIndex(chunks), GeneratorConfig()
+    )
     assert texts_of(out) == sents[:2]
 
 
@@ -160,7 +177,12 @@ def test_numbered_items_may_run_over_several_sentences():
         "1. Қозғалыс бақылайды.",
     ]
     _raw, chunks = make_doc("d", sents)
-    out = follow([scored(chunks[0], 0)], "HAQ не жариялайды?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(
+        [scored(chunks[0], 0)],
+        "HAQ қандай талаптар жариялайды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
     assert texts_of(out) == sents[:4]  # stops at the next announcement
 
 
@@ -196,12 +218,12 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
     _raw, chunks = make_doc("d", sents)
     index = FakeIndex(chunks)
     cfg = dataclasses.replace(GeneratorConfig(), max_follow=3)
-    assert texts_of(follow([scored(chunks[0], 0)], "Не?", index, cfg)) == sents[:4]
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:4]
     # The length bound: no item is added once the answer would pass max_follow_chars.
     cfg = dataclasses.replace(GeneratorConfig(), max_follow_chars=len(sents[0]) + 60)
-    assert texts_of(follow([scored(chunks[0], 0)], "Не?", index, cfg)) == sents[:3]
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:3]
     off = dataclasses.replace(GeneratorConfig(), max_follow=0)
-    assert texts_of(follow([scored(chunks[0], 0)], "Не?", index, off)) == sents[:1]
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, off)) == sents[:1]
 
 
 def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks():
@@ -289,3 +311,34 @@ def test_spread_quotes_a_second_document_within_the_margin():
     assert [c.hit.chunk.doc_id for c in out] == ["a", "a", "b"]
     tight = dataclasses.replace(cfg, spread_margin=0.05)
     assert [c.hit.chunk.doc_id for c in spread(ranked[:2], ranked, tight)] == ["a", "a"]
+
+
+@pytest.fixture(scope="module")
+def real_engine(tmp_path_factory):
+    from rag.pipeline import make_engine
+    from rag.settings import from_env
+
+    folder = tmp_path_factory.mktemp("compose") / "seeds"
+    return make_engine(from_env(corpus=SEEDS, index=folder).replace(uploads=None))
+
+
+@pytest.mark.model
+def test_the_three_reasons_of_a_list_question_are_all_cited(real_engine):
+    """q030 of the question set: the announcement and its three ordinal items, each cited."""
+    from rag.pipeline import answer
+
+    ans = answer("Түймебаев Қордайдағы жанжалдың қандай үш себебін атады?", engine=real_engine)
+    assert not ans.abstained
+    raw = (SEEDS / "002_6d4c584d9e8951c7.txt").read_text(encoding="utf-8")
+    quotes = [c.quote for c in ans.citations if c.doc_id == "002_6d4c584d9e8951c7.txt"]
+    for fact in ("тығыз қоныстану", "арыз-", "арандатушылық"):
+        assert any(fact in q for q in quotes), (fact, ans.answer)
+
+    # Each cited span of the raw file is the quoted sentence (PDF line breaks aside).
+    def skeleton(text: str) -> str:
+        return "".join(ch.casefold() for ch in text if ch.isalnum())
+
+    for c in ans.citations:
+        if c.doc_id == "002_6d4c584d9e8951c7.txt":
+            assert skeleton(raw[c.start : c.end]) == skeleton(c.quote)
+        assert f"[{c.marker}]" in ans.answer
