@@ -68,7 +68,7 @@ def main() -> None:
     # spread replaces the name the pipeline looks up (experiment only).
     never: Callable[[str], bool] = lambda q: False  # noqa: E731
     for spread_on in [v == "on" for v in args.spread.split(",")]:
-        rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[attr-defined]
+        rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
             for margin in margins:
@@ -81,7 +81,7 @@ def main() -> None:
                         f"max_follow={follow} promote={promote}"
                     )
                     print(_row(name, measure(engine, rows, all_rows)), flush=True)
-    rag.pipeline.multi_subject = multi_subject  # type: ignore[attr-defined]
+    rag.pipeline.multi_subject = multi_subject  # type: ignore[assignment]
     engine.generator = base
 
 
