@@ -498,8 +498,12 @@ def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
 
 
 def _wants_more(question: str) -> bool:
-    """A list or why question: its answer may run over several sentences."""
-    return asks_list(question) or answer_type(question) == "reason"
+    """A list or why question: its answer may run over several sentences.
+
+    «Қай жылы?», «қанша?», «кім?» ask for one date, count or name even with «қай» in them.
+    """
+    kind = answer_type(question)
+    return kind == "reason" or (kind is None and asks_list(question))
 
 
 def _carried_by(c: ScoredSentence, question: str, index: CorpusIndex) -> list[int]:

@@ -117,6 +117,14 @@ def test_a_question_after_one_fact_keeps_its_one_sentence():
         GeneratorConfig(),
     )
     assert texts_of(out) == LIST_BY_COLON[1:2]
+    # «қай» asks for one year here, not for a list.
+    out = follow(
+        [scored(chunks[0], 1)],
+        "HAQ талаптарды қай жылы қойды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
+    assert texts_of(out) == LIST_BY_COLON[1:2]
 
 
 def test_a_colon_with_no_items_brings_the_one_sentence_it_introduces():
