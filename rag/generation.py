@@ -389,11 +389,18 @@ _REASON_START = re.compile(r"^(себебі|өйткені|потому что|�
 _PRONOUN = re.compile(r"^(олар|ол|бұл|осы|сол|они|это|they|this|it)\b", re.I)
 # Openers that point back («Осы шешілмеген мәселе …»): the reason is in the sentence before.
 _BACK = re.compile(r"^(осы|бұл|сол|мұндай|сондай|это|этот|эта|эти|такой|this|these|such)\b", re.I)
-# A question that asks for several things: «қандай үш себебін», «қай органдарға», «какие»,
-# "which", "what are".
+# A question that asks for several things: a count («қандай үш себебін», "three"), a plural
+# next to «қандай/қай» («қай ауылдарда», «бағыттары қандай»), «кімдер», «какие», "which
+# activists". «қандай ұғымды», «қай жылы», "which year" ask for one thing.
+_COUNT_Q = re.compile(
+    r"\b(екі|үш|төрт|бес|алты|два|две|три|четыре|пять|two|three|four|five)\b", re.I
+)
+_PLURAL = r"[^\W\d_]+(?:лар|лер|дар|дер|тар|тер)[^\W\d_]{0,5}"
 _LIST_Q = re.compile(
-    r"\b(қандай|қай|қайсы|кімдер|какие|каких|какими|перечисл|which|what are|list)\b"
-    r"|\b(екі|үш|төрт|бес|два|две|три|четыре|пять|two|three|four|five)\b",
+    rf"\b(?:қандай|қай|қайсы)(?:\s+[^\W\d_]+){{0,3}}?\s+{_PLURAL}\b"
+    rf"|\b{_PLURAL}(?:\s+[^\W\d_]+)?\s+(?:қандай|қайсы)\b"
+    r"|\b(?:кімдер\w*|какие|каких|какими|перечисл\w*|what are|list)\b"
+    r"|\bwhich\s+(?:\w+\s+)?\w+s\b",
     re.I,
 )
 
@@ -416,7 +423,7 @@ def list_item(text: str, after_colon: bool = False) -> str | None:
 
 def asks_list(question: str) -> bool:
     """Whether the question asks for several things (a list) rather than one."""
-    return bool(_LIST_Q.search(question))
+    return bool(_COUNT_Q.search(question) or _LIST_Q.search(question))
 
 
 def _ends_colon(text: str) -> bool:
