@@ -4,7 +4,9 @@ No local language model writes usable Kazakh on two CPU cores, so the default an
 from the documents themselves. Each sentence of the retrieved chunks is scored for the question
 (dense similarity with precomputed sentence vectors, overlap of Kazakh stems, and answer-type
 cues such as a year for «қашан?»), a few complementary sentences are selected, and each is
-followed by a marker ``[n]`` whose citation holds its exact raw span. Russian and English
+followed by a marker ``[n]`` whose citation holds its exact raw span. For a list or why
+question the answer then follows the document (:func:`follow`): a chosen sentence that
+announces a list or a reason brings the sentences that carry it, each cited. Russian and English
 questions get a lead sentence in their language and the Kazakh sentences quoted verbatim in «»:
 there is no offline translation, and an invented one would be worse than none.
 
