@@ -4,7 +4,9 @@ No local language model writes usable Kazakh on two CPU cores, so the default an
 from the documents themselves. Each sentence of the retrieved chunks is scored for the question
 (dense similarity with precomputed sentence vectors, overlap of Kazakh stems, and answer-type
 cues such as a year for «қашан?»), a few complementary sentences are selected, and each is
-followed by a marker ``[n]`` whose citation holds its exact raw span. Russian and English
+followed by a marker ``[n]`` whose citation holds its exact raw span. For a list or why
+question the answer then follows the document (:func:`follow`): a chosen sentence that
+announces a list or a reason brings the sentences that carry it, each cited. Russian and English
 questions get a lead sentence in their language and the Kazakh sentences quoted verbatim in «»:
 there is no offline translation, and an invented one would be worse than none.
 
@@ -102,6 +104,9 @@ class ScoredSentence:
     overlap: float
     cue: float
     score: float
+    # Set on a sentence added because a chosen one announced it (a list item, a reason): the
+    # index of the chosen sentence it carries on, in the order of ``select``'s result.
+    follows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,18 @@ class GeneratorConfig:
     # asks about. Calibrated on the dev split (rag/experiments/calibrate.py); ``None`` turns it
     # off. Kazakh questions do not use it: there it does not separate (ROC AUC 0.38).
     detail_gain_other: float | None = 0.0321
+    # Following the document (:func:`follow`): how many sentences one chosen sentence may bring
+    # after it (a list's items, a reason's second sentence), and the length of the whole answer
+    # once they are in. Chosen on the dev split (BENCHMARKS.md § Answers that need more than
+    # one sentence); ``max_follow=0`` turns it off.
+    max_follow: int = 5
+    max_follow_chars: int = 1800
+    # A question about several subjects also quotes the best sentence of a second document when
+    # it scores within this of the best (:func:`spread`; chosen on the dev split).
+    spread_margin: float = 0.15
+    # A list or why question also quotes the best sentence that announces a list or a reason
+    # when it scores within this of the best (:func:`follow`; 0 turns it off; dev split).
+    promote_margin: float = 0.1
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -314,6 +331,296 @@ def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[Sc
 
 def _contains(a: Sentence, b: Sentence) -> bool:
     return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
+
+
+def spread(
+    chosen: Sequence[ScoredSentence],
+    scored: Sequence[ScoredSentence],
+    config: GeneratorConfig,
+    n_docs: int = 2,
+) -> list[ScoredSentence]:
+    """Add the best sentence of each further document until ``n_docs`` documents are quoted.
+
+    For a question about several sources («HAQ мәлімдемесі мен Түймебаев сұхбатында …») the
+    sentences close to the best score usually come from one of them; the best sentence of the
+    other is quoted too when it scores within ``config.spread_margin`` of the best. Documents
+    stay in order of their best sentence.
+    """
+    if not chosen:
+        return list(chosen)
+    out = list(chosen)
+    best = scored[0].score if scored else 0.0
+    docs = {c.hit.chunk.doc_id for c in out}
+    for cand in scored:
+        if len(docs) >= n_docs or cand.score < best - config.spread_margin:
+            break
+        if cand.hit.chunk.doc_id not in docs:
+            out.append(cand)
+            docs.add(cand.hit.chunk.doc_id)
+    return out
+
+
+# --------------------------------------------------------------------------- following the document
+
+# Item openers of a list. Ordinal words («Біріншіден, …», «Во-первых», "Firstly") and numbers
+# («2.», «3)», «б)») mark items wherever they stand; a dash or bullet does only after a colon:
+# the interviews in the corpus open every turn with «–».
+_ORDINAL = re.compile(
+    r"^(?:(?:бірінші|екінші|үшінші|төртінші|бесінші|алтыншы|жетінші|сегізінші|тоғызыншы|"
+    r"оныншы)(?:ден|дан)|во-первых|во-вторых|в-третьих|в-четв[её]ртых|в-пятых|"
+    r"first(?:ly)?|second(?:ly)?|third(?:ly)?|fourth(?:ly)?|fifth(?:ly)?)\b",
+    re.I,
+)
+_NUMBERED = re.compile(r"^(?:\(?\d{1,2}\s?[.)](?!\d)|[а-яәa-z]\)\s)", re.I)
+_BULLET = re.compile(r"^[-–—•*▪●]\s?")
+# A sentence that says a list comes next without ending in a colon («… бірнеше себебі
+# анықталды.», «… мынадай шаралар қабылданды.»). «келесі» also means "next" («келесі жылы»),
+# so these count only when numbered or ordinal items do follow.
+_ANNOUNCE = re.compile(
+    r"мынадай|мыналар|келесі|төмендегі|бірнеше|бірқатар|следующ|ниже|the following|as follows",
+    re.I,
+)
+# A sentence ending in a reason word hands its reason to the next one («…, себебі:»).
+_REASON_END = re.compile(r"(себебі|өйткені|потому что|так как|because)[\s,:–—-]*$", re.I)
+# Openers of a sentence that carries on the reason of the one before it.
+_REASON_NEXT = re.compile(
+    r"^(себебі|өйткені|сондықтан|себепті|сол себепт\w*|осы себепт\w*|яғни|онда|осының|соның|"
+    r"потому что|так как|поэтому|because|since|therefore|that is)\b",
+    re.I,
+)
+# A sentence that opens with a reason word («Өйткені …») often leaves its subject to the next
+# one («Олар …», «Бұл …»), which then carries the rest of the reason.
+_REASON_START = re.compile(r"^(себебі|өйткені|потому что|так как|because)\b", re.I)
+_PRONOUN = re.compile(r"^(олар|ол|бұл|осы|сол|они|это|they|this|it)\b", re.I)
+# Openers that point back («Осы шешілмеген мәселе …»): the reason is in the sentence before.
+_BACK = re.compile(r"^(осы|бұл|сол|мұндай|сондай|это|этот|эта|эти|такой|this|these|such)\b", re.I)
+# A question that asks for several things: a count («қандай үш себебін», "three"), a plural
+# next to «қандай/қай» («қай ауылдарда», «бағыттары қандай»), «кімдер», «какие», "which
+# activists". «қандай ұғымды», «қай жылы», "which year" ask for one thing.
+_COUNT_Q = re.compile(
+    r"\b(екі|үш|төрт|бес|алты|два|две|три|четыре|пять|two|three|four|five)\b", re.I
+)
+_PLURAL = r"[^\W\d_]+(?:лар|лер|дар|дер|тар|тер)[^\W\d_]{0,5}"
+_LIST_Q = re.compile(
+    rf"\b(?:қандай|қай|қайсы)(?:\s+[^\W\d_]+){{0,3}}?\s+{_PLURAL}\b"
+    rf"|\b{_PLURAL}(?:\s+[^\W\d_]+)?\s+(?:қандай|қайсы)\b"
+    r"|\b(?:кімдер\w*|какие|каких|какими|перечисл\w*|what are|list)\b"
+    r"|\bwhich\s+(?:\w+\s+)?\w+s\b",
+    re.I,
+)
+
+
+def list_item(text: str, after_colon: bool = False) -> str | None:
+    """The kind of list item ``text`` opens with (``ordinal``, ``number``, ``bullet``) or ``None``.
+
+    A dash or bullet counts only ``after_colon``: elsewhere in the corpus it opens a turn of an
+    interview, not an item.
+    """
+    t = text.lstrip(' «"')
+    if _ORDINAL.match(t):
+        return "ordinal"
+    if _NUMBERED.match(t):
+        return "number"
+    if after_colon and _BULLET.match(t):
+        return "bullet"
+    return None
+
+
+def asks_list(question: str) -> bool:
+    """Whether the question asks for several things (a list) rather than one."""
+    return bool(_COUNT_Q.search(question) or _LIST_Q.search(question))
+
+
+def _ends_colon(text: str) -> bool:
+    return text.rstrip(' "»').endswith(":")
+
+
+def _item_run(sents: Sequence[Sentence], i: int, after_colon: bool) -> list[int]:
+    """Indices of the list items that follow sentence ``i`` (one kind of item, unbroken)."""
+    first = list_item(sents[i + 1].text, after_colon) if i + 1 < len(sents) else None
+    if first is None:
+        return []
+    run = []
+    j = i + 1
+    # A numbered item may span several sentences («1. X. Y. 2. Z.»): keep sentences that
+    # open no item until the next item of the same kind, but stop at another kind.
+    loose = 0
+    while j < len(sents):
+        kind = list_item(sents[j].text, after_colon)
+        if (kind is not None and kind != first) or _ends_colon(sents[j].text):
+            break
+        if kind is None:
+            loose += 1
+            if first != "number" or loose > 2:
+                break
+        else:
+            loose = 0
+        run.append(j)
+        j += 1
+    # Sentences after the last item belong to the text after the list, not to it.
+    while run and list_item(sents[run[-1]].text, after_colon) is None:
+        run.pop()
+    return run
+
+
+def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
+    """Indices of the sentences around ``sents[i]`` that carry what it announces, in order.
+
+    The rules, each a pattern of the documents themselves:
+
+    - the sentence ends with a colon: the items after it (numbered, ordinal or bulleted), or
+      the one sentence after it when no item follows;
+    - it announces a list in words («мынадай», «келесі», «бірнеше себебі») and ordinal or
+      numbered items follow: those items;
+    - it is an ordinal item («Екіншіден, …») of a list the question asks for: its siblings;
+    - for a why question: the next sentence when this one ends in «себебі»/«өйткені», when
+      the next opens with a reason word («Өйткені …», «Сол себептен …», «Онда …»), or when this
+      one opens with one and the next goes on about its subject («Өйткені … . Олар …»); and
+      the sentence before when this one points back to it («Осы шешілмеген мәселе …»).
+    """
+    text = sents[i].text
+    if _ends_colon(text):
+        run = _item_run(sents, i, after_colon=True)
+        return run or ([i + 1] if i + 1 < len(sents) else [])
+    run = _item_run(sents, i, after_colon=False)
+    if run and _ANNOUNCE.search(text):
+        return run
+    kind = answer_type(question)
+    if list_item(text) == "ordinal" and (kind == "reason" or asks_list(question)):
+        lo = i
+        while lo > 0 and list_item(sents[lo - 1].text) == "ordinal":
+            lo -= 1
+        hi = i
+        while hi + 1 < len(sents) and list_item(sents[hi + 1].text) == "ordinal":
+            hi += 1
+        return [j for j in range(lo, hi + 1) if j != i]
+    if kind == "reason":
+        out = []
+        if i > 0 and _BACK.match(text):
+            out.append(i - 1)
+        nxt = sents[i + 1].text if i + 1 < len(sents) else ""
+        if nxt and (
+            _REASON_END.search(text)
+            or _REASON_NEXT.match(nxt)
+            or (_REASON_START.match(text) and _PRONOUN.match(nxt))
+        ):
+            out.append(i + 1)
+        return out
+    return []
+
+
+def _wants_more(question: str) -> bool:
+    """A list or why question: its answer may run over several sentences.
+
+    «Қай жылы?», «қанша?», «кім?» ask for one date, count or name even with «қай» in them.
+    """
+    kind = answer_type(question)
+    return kind == "reason" or (kind is None and asks_list(question))
+
+
+def _carried_by(c: ScoredSentence, question: str, index: CorpusIndex) -> list[int]:
+    """What :func:`carried` finds for a scored sentence, located in its document."""
+    sents = [p[0] for p in index.doc_sentences.get(c.hit.chunk.doc_id, [])]
+    key = (c.sentence.start, c.sentence.end)
+    pos = next((k for k, s in enumerate(sents) if (s.start, s.end) == key), None)
+    return [] if pos is None else carried(sents, pos, question)
+
+
+def _promote(
+    chosen: Sequence[ScoredSentence],
+    scored: Sequence[ScoredSentence],
+    question: str,
+    index: CorpusIndex,
+    config: GeneratorConfig,
+) -> list[ScoredSentence]:
+    """For a list or why question, also choose the best sentence that announces its answer.
+
+    The sentence that says «… бірнеше себебі анықталды.» rarely scores best (it names no
+    reason), but it scores close; when none of the chosen sentences announces anything, the
+    best-scored one within ``config.promote_margin`` that does is added.
+    """
+    if any(_carried_by(c, question, index) for c in chosen):
+        return list(chosen)
+    best = scored[0].score
+    taken = {(c.hit.chunk.doc_id, c.sentence.start) for c in chosen}
+    for cand in scored:
+        if cand.score < best - config.promote_margin:
+            break
+        key = (cand.hit.chunk.doc_id, cand.sentence.start)
+        if key not in taken and _carried_by(cand, question, index):
+            return [*chosen, cand]
+    return list(chosen)
+
+
+def follow(
+    chosen: Sequence[ScoredSentence],
+    question: str,
+    index: CorpusIndex,
+    config: GeneratorConfig,
+    scored: Sequence[ScoredSentence] = (),
+) -> list[ScoredSentence]:
+    """Add the sentences that carry what a chosen sentence announces (a list, a reason).
+
+    The chosen sentence that announces «… үш себебі анықталды.» holds none of the reasons: the
+    items that follow it in the document do. Each added sentence is cited with its own exact
+    raw span (from the index's chunk sentences, across chunk boundaries); at most
+    ``config.max_follow`` per chosen sentence, and none once the answer would grow past
+    ``config.max_follow_chars``. Given the ``scored`` candidates, a list or why question
+    whose chosen sentences announce nothing first gets the best announcing one within
+    ``config.promote_margin``. The result is in document order within each document.
+    """
+    # A question after one fact (when, how many, who) is answered by the one sentence; the
+    # rules run for list and why questions only (on the dev split, following every question's
+    # colons cost fact questions citation precision 0.682 → 0.625 and gained no key fact).
+    if config.max_follow <= 0 or not chosen or not _wants_more(question):
+        return list(chosen)
+    if scored and config.promote_margin > 0:
+        chosen = _promote(chosen, scored, question, index, config)
+    out = list(chosen)
+    keys = {(c.hit.chunk.doc_id, c.sentence.start, c.sentence.end) for c in chosen}
+    length = sum(len(c.sentence.text) for c in chosen)
+    for n, c in enumerate(chosen):
+        pairs = index.doc_sentences.get(c.hit.chunk.doc_id, [])
+        sents = [p[0] for p in pairs]
+        pos = next(
+            (
+                k
+                for k, s in enumerate(sents)
+                if (s.start, s.end) == (c.sentence.start, c.sentence.end)
+            ),
+            None,
+        )
+        if pos is None:
+            continue
+        # Nearest first, so the bound keeps the items closest to the announcement.
+        extra = sorted(carried(sents, pos, question), key=lambda j: abs(j - pos))
+        for j in extra[: config.max_follow]:
+            s, chunk = pairs[j]
+            key = (chunk.doc_id, s.start, s.end)
+            if key in keys or any(
+                o.hit.chunk.doc_id == chunk.doc_id and _contains(o.sentence, s) for o in out
+            ):
+                continue
+            if length + len(s.text) > config.max_follow_chars:
+                break
+            vec = index.sentence_vector(*key)
+            hit = (
+                c.hit
+                if chunk.chunk_id == c.hit.chunk.chunk_id
+                else Hit(chunk, c.hit.score, c.hit.rank)
+            )
+            out.append(
+                ScoredSentence(
+                    s, hit, c.vector if vec is None else vec, c.dense, 0.0, 0.0, c.score, follows=n
+                )
+            )
+            keys.add(key)
+            length += len(s.text)
+    first_pos: dict[str, int] = {}
+    for i, c in enumerate(out):
+        first_pos.setdefault(c.hit.chunk.doc_id, i)
+    out.sort(key=lambda c: (first_pos[c.hit.chunk.doc_id], c.sentence.start))
+    return out
 
 
 _SOURCE_BRACKETS = re.compile(r"\[([^\[\]]{0,40})\]")

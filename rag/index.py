@@ -38,7 +38,7 @@ import numpy as np
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import Embedder
 from rag.lexical import BM25Index, LexicalConfig, analyze
-from rag.schema import Chunk, Document
+from rag.schema import Chunk, Document, Sentence
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +187,20 @@ class CorpusIndex:
             df.update(set(analyze(c.text, self.lexical.config)))
         n = len(self.chunks)
         return {t: math.log((n + 1) / (f + 0.5)) for t, f in df.items()}
+
+    @functools.cached_property
+    def doc_sentences(self) -> dict[str, list[tuple[Sentence, Chunk]]]:
+        """Every chunk sentence of each document, once, in document order, with a chunk holding it.
+
+        Overlapping chunks share sentences, and a list often runs past the chunk that holds
+        its announcing sentence: the composer follows a document across chunk boundaries.
+        """
+        out: dict[str, dict[tuple[int, int], tuple[Sentence, Chunk]]] = {}
+        for c in self.chunks:
+            seen = out.setdefault(c.doc_id, {})
+            for s in c.sentences:
+                seen.setdefault((s.start, s.end), (s, c))
+        return {d: sorted(v.values(), key=lambda p: (p[0].start, p[0].end)) for d, v in out.items()}
 
     def sentence_vector(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         """The stored vector of a chunk sentence, if the index has it."""

@@ -28,8 +28,10 @@ from rag.generation import (
     abstain_text,
     compose,
     detail_gain,
+    follow,
     score_sentences,
     select,
+    spread,
     support,
 )
 from rag.index import (
@@ -42,7 +44,7 @@ from rag.index import (
 )
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
 from rag.lexical import LexicalConfig
-from rag.retriever import Retriever
+from rag.retriever import Retriever, multi_subject
 from rag.schema import MARKER_RE, Answer, Document, Hit
 from rag.settings import Settings
 from rag.sources import corpus_files, load_corpus
@@ -229,10 +231,17 @@ def retrieve(
     query_vector: np.ndarray | None = None,
     lexical_query: str | None = None,
 ) -> list[Hit]:
-    """Hybrid retrieval through the engine's current index (BM25 reads ``lexical_query``)."""
+    """Hybrid retrieval through the engine's current index (BM25 reads ``lexical_query``).
+
+    A question about several subjects («HAQ мәлімдемесі мен Түймебаев сұхбатында …») gets
+    passages of at least two documents in its top 5 (:func:`rag.retriever.multi_subject`).
+    """
     with engine.lock:
         retriever = engine.retriever
-    return retriever.search(query, k, query_vector=query_vector, lexical_query=lexical_query)
+    n_docs = 2 if multi_subject(query) else 1
+    return retriever.search(
+        query, k, query_vector=query_vector, lexical_query=lexical_query, spread=n_docs
+    )
 
 
 @dataclass(frozen=True)
@@ -305,7 +314,11 @@ def extractive_answer(
         gain = detail_gain(question, own, scored[0].vector, engine.embedder.embed_queries)
         if gain > gain_limit:
             return abstain_text(language), True, (), strength
-    text, citations = compose(select(scored, engine.generator), language)
+    chosen = select(scored, engine.generator)
+    if multi_subject(query):
+        chosen = spread(chosen, scored, engine.generator)
+    chosen = follow(chosen, query, engine.index, engine.generator, scored)
+    text, citations = compose(chosen, language)
     return text, False, citations, strength
 
 

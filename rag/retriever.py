@@ -7,6 +7,8 @@ imported only when asked for: importing LangChain costs ~1 s, a third of a CLI c
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,62 @@ from rag.index import CorpusIndex
 from rag.schema import Hit
 
 logger = logging.getLogger(__name__)
+
+# A question about several subjects: a comparison or coverage word («әртүрлі», "both",
+# «в каких документах»), or two sources joined by «мен/пен/бен/және», «и», "and" (the
+# documents are statements, interviews, articles, letters: the subjects a multi-document
+# question names).
+_COMPARE = re.compile(
+    r"әртүрлі|айырмашылы|ұқсастығ|салыстыр|екеуі|екі құжат|қай құжат|"
+    r"сравн|различ|оба\b|обе\b|в каких документах|в обоих|"
+    r"\bboth\b|compar|differ|similar|\bwhich documents\b|\btwo statements\b",
+    re.I,
+)
+_SOURCE_NOUN = (
+    r"(мәлімдеме|сұхбат|мақала|хат|баяндама|интервью|стать|заявлени|письм|"
+    r"statement|interview|paper|article|letter)\w*"
+)
+_JOINED_SOURCES = re.compile(
+    rf"{_SOURCE_NOUN}\W+(?:\w+\W+){{0,3}}?(?:мен|пен|бен|және|и|and)\W+(?:\w+\W+){{0,3}}?{_SOURCE_NOUN}",
+    re.I,
+)
+
+
+# The ranks a multi-subject question's documents must share: the answer reads the top 5.
+SPREAD_WINDOW = 5
+
+
+def multi_subject(question: str) -> bool:
+    """Whether the question asks about several sources or subjects at once (compare, both)."""
+    return bool(_COMPARE.search(question) or _JOINED_SOURCES.search(question))
+
+
+def spread_documents(
+    ranked: Sequence[tuple[int, float]], k: int, n_docs: int, doc_of: Callable[[int], str]
+) -> list[tuple[int, float]]:
+    """``ranked`` reordered as little as possible so that its first ``k`` hold ``n_docs`` documents.
+
+    A question comparing two sources needs a passage of each, but the best-matching source
+    often fills the whole top ``k``. The best chunk of each missing document (next in rank
+    order) takes the place of the lowest-ranked chunk of a document that has more than one,
+    which moves down to just after the first ``k``; the leading ranks are kept, so
+    single-subject figures such as MRR barely move.
+    """
+    top, rest = list(ranked[:k]), list(ranked[k:])
+    moved: list[tuple[int, float]] = []
+    for row, score in list(rest):
+        docs = [doc_of(r) for r, _ in top]
+        if len(set(docs)) >= n_docs:
+            break
+        if doc_of(row) in docs:
+            continue
+        drop = next((i for i in range(len(top) - 1, 0, -1) if docs.count(docs[i]) > 1), None)
+        if drop is None:
+            break
+        moved.append(top.pop(drop))
+        top.append((row, score))
+        rest.remove((row, score))
+    return top + moved + rest
 
 
 class Retriever:
@@ -54,12 +112,15 @@ class Retriever:
         mode: str = "hybrid",
         query_vector: np.ndarray | None = None,
         lexical_query: str | None = None,
+        spread: int = 1,
     ) -> list[Hit]:
         """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``.
 
         ``query_vector`` saves a second encoding when the caller already embedded the query;
         ``lexical_query`` (default ``query``) is what BM25 reads, e.g. with the respellings
         of a Latin-typed question that the corpus could not rule out.
+        ``spread`` > 1 makes the top ``k`` hold that many documents when the candidates do
+        (:func:`spread_documents`, for questions about several subjects).
         """
         lex_q = lexical_query or query
         if mode not in ("hybrid", "dense", "lexical"):
@@ -89,6 +150,9 @@ class Retriever:
                 method=self.method,
                 k=self.rrf_k,
             )
+        if spread > 1:
+            window = min(k, SPREAD_WINDOW)
+            fused = spread_documents(fused, window, spread, lambda r: self.index.chunks[r].doc_id)
         dense_s, lex_s = dict(dense), dict(lexical)
         return [
             Hit(

@@ -1,0 +1,352 @@
+"""Answers that follow the document: lists, reasons, several subjects (hand-made sentences)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.generation import (
+    GeneratorConfig,
+    ScoredSentence,
+    asks_list,
+    carried,
+    compose,
+    follow,
+    list_item,
+    spread,
+)
+from rag.index import CorpusIndex
+from rag.retriever import multi_subject, spread_documents
+from rag.schema import Chunk, Hit, Sentence
+from tests.conftest import SEEDS
+
+VEC = np.ones(4, dtype=np.float32) / 2.0
+
+
+def make_doc(doc_id: str, texts: list[str], per_chunk: int = 100) -> tuple[str, list[Chunk]]:
+    """A raw text made of ``texts`` (one per line) and chunks of ``per_chunk`` sentences."""
+    raw = ""
+    sents = []
+    for t in texts:
+        raw += "  "  # raw offsets differ from clean ones, as in a real file
+        sents.append(Sentence(t, len(raw), len(raw) + len(t)))
+        raw += t + "\n"
+    chunks = []
+    for i in range(0, len(sents), per_chunk):
+        part = tuple(sents[i : i + per_chunk])
+        chunks.append(
+            Chunk(
+                f"{doc_id}-c{i}",
+                doc_id,
+                f"Title {doc_id}",
+                " ".join(s.text for s in part),
+                part[0].start,
+                part[-1].end,
+                part,
+            )
+        )
+    return raw, chunks
+
+
+class FakeIndex:
+    """The two things :func:`follow` reads from an index."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self.doc_sentences: dict[str, list[tuple[Sentence, Chunk]]] = {}
+        for c in chunks:
+            for s in c.sentences:
+                self.doc_sentences.setdefault(c.doc_id, []).append((s, c))
+
+    def sentence_vector(self, doc_id: str, start: int, end: int) -> None:
+        return None
+
+
+def scored(chunk: Chunk, i: int, score: float = 1.0, rank: int = 1) -> ScoredSentence:
+    """The ``i``-th sentence of ``chunk`` as a chosen sentence."""
+    hit = Hit(chunk, score, rank)
+    return ScoredSentence(chunk.sentences[i], hit, VEC, 0.5, 0.0, 0.0, score)
+
+
+def texts_of(chosen: list[ScoredSentence]) -> list[str]:
+    return [c.sentence.text for c in chosen]
+
+
+LIST_BY_COLON = [
+    "Қозғалыс бұған дейін де мәлімдеме жасаған.",
+    "Осыған байланысты HAQ келесі талаптарды қояды:",
+    "1. Сайлау ашық өтуі тиіс.",
+    "2. Бақылаушыларға кедергі жасалмауы керек.",
+    "3. Нәтижелер уақытында жариялануы қажет.",
+    "Мәлімдемеге қол қойылды.",
+]
+
+
+def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == LIST_BY_COLON[1:5]
+    assert [c.follows for c in out] == [None, 0, 0, 0]
+
+
+def test_a_colon_brings_bulleted_items_but_a_dash_elsewhere_is_an_interview_turn():
+    bullets = ["Біз мыналарды ұсынамыз:", "– Заңды өзгерту.", "– Комиссия құру.", "Соңы."]
+    _raw, chunks = make_doc("d", bullets)
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай шаралар ұсынады?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == bullets[:3]
+    turns = ["Жағдай мынадай болды.", "– Сіз не дейсіз?", "– Мен келісемін."]
+    _raw, chunks = make_doc("e", turns)
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай оқиғалар болды?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == turns[:1]
+
+
+def test_a_question_after_one_fact_keeps_its_one_sentence():
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
+    out = follow(
+        [scored(chunks[0], 1)],
+        "HAQ мәлімдемесі қашан жарияланды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
+    assert texts_of(out) == LIST_BY_COLON[1:2]
+    # «қай» asks for one year here, not for a list.
+    out = follow(
+        [scored(chunks[0], 1)],
+        "HAQ талаптарды қай жылы қойды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
+    assert texts_of(out) == LIST_BY_COLON[1:2]
+
+
+def test_a_colon_with_no_items_brings_the_one_sentence_it_introduces():
+    sents = ["Ол былай деді:", "Бейбітшілік бәрінен қымбат.", "Кездесу аяқталды."]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)], "Ол қандай сөздер айтты?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == sents[:2]
+
+
+ORDINALS = [
+    "Кездесуде жанжалдың бірнеше себебі анықталды.",
+    "Біріншіден, дүнген этносының тығыз қоныстануы.",
+    "Екіншіден, тұрғындардың арыз-шағымына құлақ аспауы.",
+    "Үшіншіден, арандатушылық әрекеттер мен үндеу ақпараттардың тарауы.",
+    "Елбасы жағдайды зерттеуді тапсырды.",
+]
+
+
+@pytest.mark.parametrize("word", ["бірнеше себебі", "мынадай себептері", "келесі себептері"])
+def test_an_announcement_in_words_brings_the_ordinal_items(word):
+    sents = [ORDINALS[0].replace("бірнеше себебі", word), *ORDINALS[1:]]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == sents[:4]
+
+
+def test_келесі_meaning_next_brings_nothing_when_no_items_follow():
+    sents = ["Сайлау келесі жылы өтеді.", "Дайындық басталды.", "Комиссия құрылды."]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)], "Сайлау қашан өтеді?", FakeIndex(chunks), GeneratorConfig()
+    )
+    assert texts_of(out) == sents[:1]
+
+
+def test_an_ordinal_item_brings_its_siblings_for_a_list_question_only():
+    _raw, chunks = make_doc("d", ORDINALS)
+    index = FakeIndex(chunks)
+    out = follow(
+        [scored(chunks[0], 2)], "Түймебаев қандай үш себебін атады?", index, GeneratorConfig()
+    )
+    assert texts_of(out) == ORDINALS[1:4]  # the one before it too, in document order
+    out = follow([scored(chunks[0], 2)], "Арыз-шағымға кім құлақ аспады?", index, GeneratorConfig())
+    assert texts_of(out) == ORDINALS[2:3]
+
+
+def test_numbered_items_may_run_over_several_sentences():
+    sents = [
+        "HAQ жариялайды:",
+        "1. Сайлау өтуі тиіс.",
+        "Бұл заң талабы.",
+        "2. Сайлау әділ болуы тиіс.",
+        "Сайлауға қатысу бойынша ұстаным:",
+        "1. Қозғалыс бақылайды.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 0)],
+        "HAQ қандай талаптар жариялайды?",
+        FakeIndex(chunks),
+        GeneratorConfig(),
+    )
+    assert texts_of(out) == sents[:4]  # stops at the next announcement
+
+
+def test_a_reason_over_two_sentences_for_a_why_question():
+    sents = [
+        "2022 жылғы Қаңтарға дейін Жаңаөзен оқиғасы болды.",
+        "Осы шешілмеген мәселе ақыры трагедияға ұласты.",
+        "Брюссельде шектеу мүмкін емес.",
+        "Өйткені онда заңдар жұмыс істейді.",
+        "Сапар маусымда болды.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    index = FakeIndex(chunks)
+    why = "Неге трагедия болды?"
+    # «Осы …» points back: the sentence before carries the reason.
+    assert texts_of(follow([scored(chunks[0], 1)], why, index, GeneratorConfig())) == sents[:2]
+    # The next sentence opens with «Өйткені»: it is the reason.
+    assert texts_of(follow([scored(chunks[0], 2)], why, index, GeneratorConfig())) == sents[2:4]
+    # Not a why question: one sentence stays one sentence.
+    fact = "Брюссельде не мүмкін емес?"
+    assert texts_of(follow([scored(chunks[0], 2)], fact, index, GeneratorConfig())) == sents[2:3]
+
+
+def test_a_sentence_ending_in_себебі_hands_over_to_the_next():
+    sents = ["Қозғалыс бойкотты қолдамайды, себебі:", "Бұл елдің дамуына әкелмейді.", "Соңы."]
+    _raw, chunks = make_doc("d", sents)
+    out = follow([scored(chunks[0], 0)], "Неге бойкот жоқ?", FakeIndex(chunks), GeneratorConfig())
+    assert texts_of(out) == sents[:2]
+
+
+def test_the_bound_keeps_the_items_nearest_the_announcement():
+    sents = ["Талаптар:", *[f"{n}. Талап нөмірі {n} орындалсын." for n in range(1, 9)], "Соңы."]
+    _raw, chunks = make_doc("d", sents)
+    index = FakeIndex(chunks)
+    cfg = dataclasses.replace(GeneratorConfig(), max_follow=3)
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:4]
+    # The length bound: no item is added once the answer would pass max_follow_chars.
+    cfg = dataclasses.replace(GeneratorConfig(), max_follow_chars=len(sents[0]) + 60)
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:3]
+    off = dataclasses.replace(GeneratorConfig(), max_follow=0)
+    assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, off)) == sents[:1]
+
+
+def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks():
+    raw, chunks = make_doc("d", LIST_BY_COLON, per_chunk=3)  # the list crosses a chunk edge
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
+    )
+    text, cites = compose(out, "kk")
+    assert [c.marker for c in cites] == [1, 2, 3, 4]
+    for c in cites:
+        assert raw[c.start : c.end] == c.quote
+        assert f"{c.quote} [{c.marker}]" in text
+        assert any(
+            s.start == c.start
+            for s in next(k for k in chunks if k.chunk_id == c.chunk_id).sentences
+        )
+    assert cites[-1].chunk_id == chunks[1].chunk_id
+    assert [c.start for c in cites] == sorted(c.start for c in cites)
+
+
+def test_a_list_already_chosen_is_not_quoted_twice():
+    _raw, chunks = make_doc("d", LIST_BY_COLON)
+    chosen = [scored(chunks[0], 1), scored(chunks[0], 3, score=0.99)]
+    out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig())
+    assert texts_of(out) == LIST_BY_COLON[1:5]
+
+
+def test_the_seed_interview_s_three_reasons_follow_their_announcement(seed_chunks):
+    index = CorpusIndex(
+        Path("."), {}, seed_chunks, np.zeros((0, 4)), None, None, [], np.zeros((0, 4))
+    )  # type: ignore[arg-type]
+    pairs = index.doc_sentences["002_6d4c584d9e8951c7.txt"]
+    sents = [s for s, _ in pairs]
+    i = next(k for k, s in enumerate(sents) if "бірнеше себебі анықталды" in s.text)
+    got = [sents[j].text.split(",")[0] for j in carried(sents, i, "Қандай үш себебін атады?")]
+    assert got == ["Біріншіден", "Екіншіден", "Үшіншіден"]
+    raw = (SEEDS / "002_6d4c584d9e8951c7.txt").read_text(encoding="utf-8")
+    assert all(raw[s.start : s.end].split()[0] == s.text.split()[0] for s in sents)
+
+
+def test_list_items_and_list_questions():
+    assert list_item("Біріншіден, бәрі жақсы.") == "ordinal"
+    assert list_item("Во-вторых, это важно.") == "ordinal"
+    assert list_item("3) Үшінші.") == "number"
+    assert list_item("10.ОСК нәтижелерді жариялайды.") == "number"
+    assert list_item("2020 жылы болды.") is None
+    assert list_item("– Сұрақ?") is None and list_item("– Тармақ.", after_colon=True) == "bullet"
+    assert asks_list("Түймебаев қандай үш себебін атады?")
+    assert asks_list("Какие программы есть?") and asks_list("Which activists are named?")
+    assert not asks_list("Ассамблея қашан құрылды?")
+
+
+def test_multi_subject_questions():
+    assert multi_subject("HAQ мәлімдемесі мен Түймебаев сұхбатында не айтылады?")
+    assert multi_subject("Что говорят об этом интервью Туймебаева и студенческая статья?")
+    assert multi_subject("How do Tuimebayev's interview and the student paper describe it?")
+    assert multi_subject("В каких документах упоминается «Мың бала»?")
+    assert multi_subject("Ассамблеяның рөлін HAQ пен Түймебаев қалай әртүрлі бағалады?")
+    assert not multi_subject("Ассамблея қашан құрылды?")
+    assert not multi_subject("Түймебаев қандай үш себебін атады?")
+
+
+def test_spread_documents_changes_the_top_k_as_little_as_possible():
+    doc = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c"}
+    ranked = [(1, 0.9), (2, 0.8), (3, 0.7), (4, 0.6), (5, 0.5)]
+    assert spread_documents(ranked, 3, 2, doc.__getitem__) == [
+        (1, 0.9),
+        (2, 0.8),
+        (4, 0.6),
+        (3, 0.7),
+        (5, 0.5),
+    ]
+    assert spread_documents(ranked, 3, 1, doc.__getitem__) == ranked
+    # Nothing of another document among the candidates: unchanged.
+    same = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    assert spread_documents(same, 2, 2, doc.__getitem__) == same
+
+
+def test_spread_quotes_a_second_document_within_the_margin():
+    _raw, a = make_doc("a", ["Бірінші құжат бір нәрсе айтады.", "Тағы бір сөйлем айтылады."])
+    _raw, b = make_doc("b", ["Екінші құжат басқа нәрсе айтады."])
+    ranked = [scored(a[0], 0, 1.0), scored(a[0], 1, 0.98), scored(b[0], 0, 0.9, rank=3)]
+    cfg = GeneratorConfig()
+    out = spread(ranked[:2], ranked, cfg)
+    assert [c.hit.chunk.doc_id for c in out] == ["a", "a", "b"]
+    tight = dataclasses.replace(cfg, spread_margin=0.05)
+    assert [c.hit.chunk.doc_id for c in spread(ranked[:2], ranked, tight)] == ["a", "a"]
+
+
+@pytest.fixture(scope="module")
+def real_engine(tmp_path_factory):
+    from rag.pipeline import make_engine
+    from rag.settings import from_env
+
+    folder = tmp_path_factory.mktemp("compose") / "seeds"
+    return make_engine(from_env(corpus=SEEDS, index=folder).replace(uploads=None))
+
+
+@pytest.mark.model
+def test_the_three_reasons_of_a_list_question_are_all_cited(real_engine):
+    """q030 of the question set: the announcement and its three ordinal items, each cited."""
+    from rag.pipeline import answer
+
+    ans = answer("Түймебаев Қордайдағы жанжалдың қандай үш себебін атады?", engine=real_engine)
+    assert not ans.abstained
+    raw = (SEEDS / "002_6d4c584d9e8951c7.txt").read_text(encoding="utf-8")
+    quotes = [c.quote for c in ans.citations if c.doc_id == "002_6d4c584d9e8951c7.txt"]
+    for fact in ("тығыз қоныстану", "арыз-", "арандатушылық"):
+        assert any(fact in q for q in quotes), (fact, ans.answer)
+
+    # Each cited span of the raw file is the quoted sentence (PDF line breaks aside).
+    def skeleton(text: str) -> str:
+        return "".join(ch.casefold() for ch in text if ch.isalnum())
+
+    for c in ans.citations:
+        if c.doc_id == "002_6d4c584d9e8951c7.txt":
+            assert skeleton(raw[c.start : c.end]) == skeleton(c.quote)
+        assert f"[{c.marker}]" in ans.answer
