@@ -241,7 +241,7 @@ else:
         "The answer object (the same as ``kazrag ask --json``).",
         (Answer, None),
         types={"citations": list[Citation], "retrieved": list[PassageOut]},
-        optional=("note",),
+        optional=("note", "asked_language"),
     )
 
 
