@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -149,6 +149,8 @@ class CitationOut(BaseModel):
     start: int
     end: int
     quote: str
+    page: int | None = None  # PDFs: the page the quote is on (1-based)
+    page_end: int | None = None  # set when the quote runs onto a later page
 
 
 class PassageOut(BaseModel):
@@ -160,6 +162,8 @@ class PassageOut(BaseModel):
     score: float
     text: str
     title: str | None = None
+    page: int | None = None
+    page_end: int | None = None
 
 
 class AnswerOut(BaseModel):
@@ -188,6 +192,10 @@ class DocumentOut(BaseModel):
     chunks: int
     source: Literal["seed", "upload"]
     removable: bool
+    format: str = "text"
+    pages: int | None = None
+    ocr_pages: list[int] = []
+    low_confidence_pages: list[int] = []
 
 
 class DocumentsOut(BaseModel):
@@ -409,6 +417,25 @@ def sources_text(ans: Answer) -> str:
     return note + "\n".join(lines)
 
 
+def original_file(settings: Settings, doc_id: str) -> FileResponse:
+    """A document's original file, shown inline; anything but a PDF in a sandbox.
+
+    The sandbox (no scripts, an origin of its own) keeps an uploaded web page from running
+    in the chat's origin; Chromium's PDF viewer does not open in one, and a PDF runs no script.
+    """
+    path, media_type = library.document_file(settings, doc_id)
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if media_type != "application/pdf":
+        headers["Content-Security-Policy"] = "sandbox"
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers=headers,
+        filename=path.name,
+        content_disposition_type="inline",
+    )
+
+
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
@@ -562,12 +589,23 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         },
     )
     async def upload(request: Request) -> dict[str, Any]:
-        """Add a .txt, .md, .pdf or .docx document (at most 10 MB) and update the index."""
+        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB) and update the index.
+
+        Scanned PDF pages are read by OCR (a few seconds a page)."""
         filename, data = await _read_upload(request)
         engine = await run_in_threadpool(_engine, request)  # may load the model: not on the loop
         info = await run_in_threadpool(library.add_document, engine, filename, data)
         docs = library.list_documents(engine.settings, engine.index)
         return {"document": info.to_json(), "documents": [d.to_json() for d in docs]}
+
+    @router.get(
+        "/documents/{doc_id}/file",
+        response_class=FileResponse,
+        responses={**_errors(ErrorOut, 404), 200: {"content": {"application/pdf": {}}}},
+    )
+    def document_file(doc_id: str, request: Request) -> FileResponse:
+        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
+        return original_file(_engine(request).settings, doc_id)
 
     @router.delete(
         "/documents/{doc_id}", response_model=RemoveOut, responses=_errors(ErrorOut, 404, 409)

@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ TEXT: dict[str, dict[str, str]] = {
         "turn": "Сұрақ",
         "position": "{start}–{end} таңба ({total} таңбаның {pct}%-ы)",
         "documents": "Құжаттар",
-        "upload": "Құжат жүктеу (.txt, .md, .pdf, .docx; 10 МБ-қа дейін)",
+        "upload": "Құжат жүктеу (.txt, .md, .pdf, .docx, .html; 10 МБ-қа дейін)",
         "remove_pick": "Жүктелген құжат",
         "remove": "Жою",
         "settings": "Баптаулар",
@@ -72,7 +73,7 @@ TEXT: dict[str, dict[str, str]] = {
         "removed": "Жойылды: {doc_id}.",
         "rejected": "Құжат қабылданбады",
         "too_large": "файл тым үлкен",
-        "bad_type": "бұл файл түрі қолдау көрмейді (.txt, .md, .pdf, .docx ғана)",
+        "bad_type": "бұл файл түрі қолдау көрмейді (.txt, .md, .pdf, .docx, .html ғана)",
         "not_found": "құжат табылмады",
         "protected": "кірістірілген құжатты жоюға болмайды",
         "unreadable": "файлды оқу мүмкін болмады",
@@ -102,7 +103,7 @@ TEXT: dict[str, dict[str, str]] = {
         "turn": "Вопрос",
         "position": "символы {start}–{end} из {total} ({pct}%)",
         "documents": "Документы",
-        "upload": "Загрузить документ (.txt, .md, .pdf, .docx; до 10 МБ)",
+        "upload": "Загрузить документ (.txt, .md, .pdf, .docx, .html; до 10 МБ)",
         "remove_pick": "Загруженный документ",
         "remove": "Удалить",
         "settings": "Настройки",
@@ -113,7 +114,7 @@ TEXT: dict[str, dict[str, str]] = {
         "removed": "Удалён: {doc_id}.",
         "rejected": "Документ не принят",
         "too_large": "файл слишком большой",
-        "bad_type": "этот тип файла не поддерживается (только .txt, .md, .pdf, .docx)",
+        "bad_type": "этот тип файла не поддерживается (только .txt, .md, .pdf, .docx, .html)",
         "not_found": "документ не найден",
         "protected": "встроенный документ удалить нельзя",
         "unreadable": "не удалось прочитать файл",
@@ -143,7 +144,7 @@ TEXT: dict[str, dict[str, str]] = {
         "turn": "Question",
         "position": "characters {start}–{end} of {total} ({pct}%)",
         "documents": "Documents",
-        "upload": "Upload a document (.txt, .md, .pdf, .docx; up to 10 MB)",
+        "upload": "Upload a document (.txt, .md, .pdf, .docx, .html; up to 10 MB)",
         "remove_pick": "Uploaded document",
         "remove": "Remove",
         "settings": "Settings",
@@ -154,7 +155,7 @@ TEXT: dict[str, dict[str, str]] = {
         "removed": "Removed: {doc_id}.",
         "rejected": "Document not accepted",
         "too_large": "the file is too large",
-        "bad_type": "this file type is not supported (only .txt, .md, .pdf, .docx)",
+        "bad_type": "this file type is not supported (only .txt, .md, .pdf, .docx, .html)",
         "not_found": "document not found",
         "protected": "a built-in document cannot be removed",
         "unreadable": "the file could not be read",
@@ -295,19 +296,57 @@ def render_answer(ans: Answer, turn: int, lang: str = "kk") -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _raw_text(path: Path, mtime: float) -> str:
-    from rag.sources import read_text
-
-    return read_text(path)
+def _raw_text(settings: Settings, doc_id: str, mtime: float) -> str:
+    # For a PDF this is the text extracted from it (kept in the index), not the file's bytes.
+    return library.document_text(settings, doc_id)
 
 
 def document_raw(settings: Settings, doc_id: str) -> str | None:
     """The raw text a citation's offsets point into (``None`` if the document is gone)."""
     try:
         path = library.document_path(settings, doc_id)
-        return _raw_text(path, path.stat().st_mtime)
+        return _raw_text(settings, doc_id, path.stat().st_mtime)
     except (library.LibraryError, SourceError, OSError):
         return None
+
+
+# Paged sources (PDFs): the page label, the link that opens the original file at that page,
+# and the documents list's flag for pages whose OCR is not to be trusted without a look.
+PAGE_TEXT = {
+    "kk": {"page": "{n}-бет", "open": "файлды осы бетте ашу", "low": "OCR сенімсіз беттер"},
+    "ru": {"page": "с. {n}", "open": "открыть файл на этой странице", "low": "OCR ненадёжен: с."},
+    "en": {"page": "p. {n}", "open": "open the file at this page", "low": "low OCR confidence: p."},
+}
+
+
+def page_link(span: dict[str, Any], lang: str) -> str:
+    """``p. N`` and a link to the original file at that page (served by the API), or nothing."""
+    page = span.get("page")
+    if not page:
+        return ""
+    t = PAGE_TEXT[lang]
+    label = t["page"].format(n=page)
+    if span.get("page_end"):
+        label += f"–{span['page_end']}"
+    href = f"/api/documents/{urllib.parse.quote(span['doc_id'])}/file#page={int(page)}"
+    return (
+        f' · <a class="kz-page" href="{html.escape(href)}" target="_blank" rel="noopener" '
+        f'title="{html.escape(t["open"])}">{html.escape(label)}</a>'
+    )
+
+
+def document_note(d: library.DocumentInfo, lang: str) -> str:
+    """Format, page count and low-confidence OCR pages of a document, for the documents list."""
+    if d.format in ("text", "markdown"):
+        return ""
+    note = d.format.upper() + (f", {d.pages} pp." if d.pages else "")
+    if d.ocr_pages:
+        note += f", OCR {len(d.ocr_pages)}"
+    out = f" · {html.escape(note)}"
+    if d.low_confidence_pages:
+        pages = ", ".join(map(str, d.low_confidence_pages))
+        out += f' · <span class="kz-ocr-low">⚠ {html.escape(PAGE_TEXT[lang]["low"])} {pages}</span>'
+    return out
 
 
 def _snap_left(raw: str, pos: int) -> int:
@@ -347,6 +386,7 @@ def _card(
     raw: str | None,
     t: dict[str, str],
     is_open: bool,
+    lang: str = "kk",
 ) -> str:
     """One passage: title, the span highlighted in its context, its position in the document."""
     title = span.get("title") or span["doc_id"]
@@ -359,7 +399,8 @@ def _card(
         f'<details class="kz-src" id="{card_id}"{" open" if is_open else ""}>'
         f'<summary><span class="kz-num">{html.escape(label)}</span>{html.escape(title)}</summary>'
         f'<div class="kz-passage">{render_passage(raw, span["start"], span["end"], quote)}</div>'
-        f'<div class="kz-pos">{html.escape(span["doc_id"])} · {html.escape(pos)}</div>'
+        f'<div class="kz-pos">{html.escape(span["doc_id"])} · {html.escape(pos)}'
+        f"{page_link(span, lang)}</div>"
         f'<div class="kz-bar"><span style="left:{pct}%;width:{width:.2f}%"></span></div>'
         "</details>"
     )
@@ -378,13 +419,15 @@ def render_sources(settings: Settings, turns: list[dict[str, Any]], lang: str) -
         for c in ans["citations"]:
             raw = document_raw(settings, c["doc_id"])
             card_id = f"kz-src-{i}-{c['marker']}"
-            cards.append(_card(card_id, f"[{c['marker']}]", c, raw, t, i == last))
+            cards.append(_card(card_id, f"[{c['marker']}]", c, raw, t, i == last, lang))
         if not cards and ans["retrieved"]:
             # An abstained answer points at the closest passages: show them (no highlight).
             cards.append(f'<p class="kz-note">{html.escape(t["closest"])}</p>')
             for h in ans["retrieved"][:3]:
                 raw = document_raw(settings, h["doc_id"])
-                cards.append(_card(f"kz-hit-{i}-{h['rank']}", f"{h['rank']}.", h, raw, t, False))
+                cards.append(
+                    _card(f"kz-hit-{i}-{h['rank']}", f"{h['rank']}.", h, raw, t, False, lang)
+                )
         if not cards:
             cards.append(f"<p>{html.escape(t['no_citations'])}</p>")
         question = ans["question"] if len(ans["question"]) <= 90 else ans["question"][:89] + "…"
@@ -401,7 +444,8 @@ def render_documents(docs: list[library.DocumentInfo], lang: str) -> str:
     """The document list as an escaped HTML table."""
     t = TEXT[lang]
     rows = "".join(
-        f"<tr><td>{html.escape(d.title)}<br><small>{html.escape(d.doc_id)}</small></td>"
+        f"<tr><td>{html.escape(d.title)}<br><small>{html.escape(d.doc_id)}"
+        f"{document_note(d, lang)}</small></td>"
         f"<td>{d.chunks}</td>"
         f"<td>{html.escape(t['seed'] if d.source == 'seed' else t['upload_kind'])}</td></tr>"
         for d in docs
