@@ -52,11 +52,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     before = _indexed_files(s.index)
     docs, skipped = read_documents(s, progress)
-    for item in skipped:
-        print(f"skipped {item.reason}", file=sys.stderr)
     if not docs:
-        print(f"kazrag index: error: no readable documents in {s.corpus}", file=sys.stderr)
+        why = "; ".join(item.reason for item in skipped) or "the folder holds none"
+        print(f"kazrag index: error: no readable documents in {s.corpus}: {why}", file=sys.stderr)
         return 2
+    for item in skipped:  # the rest of the corpus is still indexed
+        print(f"skipped {item.reason}", file=sys.stderr)
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
     if before is not None:
         now = {d.doc_id: _raw_sha(d.raw) for d in docs}

@@ -106,6 +106,16 @@ def scan_pdf(pages: Sequence[Image.Image], dpi: int) -> bytes:
     return buf.getvalue()
 
 
+def scanned_pdf(page_texts: Sequence[str], dpi: int = 300) -> bytes:
+    """An image-only PDF with one page per text (a blank page for an empty text)."""
+    images = []
+    for text in page_texts:
+        pages, _ = typeset(text, dpi) if text.strip() else ([], [])
+        blank = Image.new("L", tuple(round(x * dpi) for x in A4_INCHES), 255)  # type: ignore[arg-type]
+        images.append(pages[0] if pages else blank)
+    return scan_pdf(images, dpi)
+
+
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance, one numpy row at a time (pages are a few thousand characters)."""
     if not a or not b:
