@@ -601,7 +601,10 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
     @router.get(
         "/documents/{doc_id}/file",
         response_class=FileResponse,
-        responses={**_errors(ErrorOut, 404), 200: {"content": {"application/pdf": {}}}},
+        responses={
+            **_errors(ErrorOut, 404),
+            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
+        },
     )
     def document_file(doc_id: str, request: Request) -> FileResponse:
         """The original file of a document (a PDF opens at a page with ``#page=N``)."""

@@ -106,13 +106,15 @@ def test_pdf_pages_are_recorded_and_cited_spans_name_their_page() -> None:
 
 
 def test_running_headers_and_footers_are_removed() -> None:
+    cities = ["Almaty", "Astana", "Shymkent", "Aktobe"]
     pages = [
-        ["Annual report 2024", f"Body text number {n} of the report.", f"Page {n} of 4"]
-        for n in range(1, 5)
+        ["Annual report 2024", f"{city} grew this year.", f"{city} built new schools.", f"Page {n} of 4"]
+        for n, city in enumerate(cities, start=1)
     ]
     got = read_document("r.pdf", text_pdf(pages))
     assert "Annual report" not in got.text and "of 4" not in got.text
-    assert got.text.count("Body text number") == 4
+    for city in cities:
+        assert f"{city} grew this year." in got.text and f"{city} built new schools." in got.text
     # Two pages are too few to tell a running header from a repeated line.
     assert strip_running_lines(["A\nb", "A\nc"]) == ["A\nb", "A\nc"]
 
@@ -121,7 +123,7 @@ def test_encrypted_pdf_is_refused() -> None:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(["Secret text."]))))
-    writer.encrypt(user_password="secret", algorithm="AES-256")
+    writer.encrypt(user_password="secret", algorithm="RC4-128")
     buf = io.BytesIO()
     writer.write(buf)
     with pytest.raises(SourceError, match="password-protected"):

@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 _TEXT = TextReader()
 # Binary formats first: text sniffing accepts anything that decodes, so it goes last.
 READERS: tuple[Reader, ...] = (PdfReader(), DocxReader(), HtmlReader(), _TEXT)
-SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(s for r in READERS for s in r.suffixes)
+SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(s for r in (*READERS[-1:], *READERS[:-1]) for s in r.suffixes)
 TEXT_FORMATS = ("text", "markdown")
 
 
