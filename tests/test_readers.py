@@ -95,7 +95,7 @@ def test_files_that_are_not_what_they_say_are_refused(
 
 
 def test_pdf_pages_are_recorded_and_cited_spans_name_their_page() -> None:
-    got = read_document("r.pdf", text_pdf([["First page text here."], ["Second page words."]]))
+    got = read_document("r.pdf", text_pdf([["First page text here, a long line."], ["Second page words, a long line too."]]))
     assert [p.number for p in got.pages] == [1, 2]
     assert not any(p.ocr for p in got.pages)
     second = got.text.index("Second page")
