@@ -119,6 +119,7 @@ def test_kazrag_index_reports_changes_and_skipped_files(
 
     monkeypatch.setattr(rag.embedding, "SentenceTransformerEmbedder", lambda _m: HashEmbedder())
     monkeypatch.setenv("KAZRAG_UPLOADS", str(tmp_path / "uploads"))
+    readers._MEMO.clear()  # this process read the same scan in another test
     corpus = _corpus(tmp_path, scan)
     (corpus / "cut.pdf").write_bytes(scan[:200])
     args = ["index", "--corpus", str(corpus), "--index", str(tmp_path / "index")]
