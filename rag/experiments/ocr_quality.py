@@ -306,10 +306,12 @@ def report(runs: Sequence[ScanRun], text: Mapping[str, Any], scans: Mapping[str,
     best = max(runs, key=lambda r: r.dpi)
     lines += [
         "",
-        f"Project question set (all {text['answer']['n'] if 'n' in text['answer'] else 139} "
-        f"questions) over the corpus read from the {best.dpi}-dpi scans, beside the text files "
-        "(evidence quotes found in the OCR text by approximate matching; "
-        f"{scans['unlocated']} of them could not be placed):",
+        "Project question set (`seeds/questions.jsonl`, both splits: retrieval over the "
+        f"{text['retrieval']['n']} questions with evidence, key facts over the "
+        f"{text['answer']['n']} answerable ones) over the corpus read from the {best.dpi}-dpi "
+        "scans, beside the same corpus read from the text files (evidence quotes found in the "
+        f"OCR text by approximate matching; {scans['unlocated']} of them could not be placed, "
+        f"{text['unlocated']} in the text files):",
         "",
         "| figure | text files | scans | difference | target |",
         "|---|---:|---:|---:|---|",
