@@ -330,6 +330,13 @@ def corpus_files(corpus: Path) -> list[Path]:
     )
 
 
+def _per_page(report: CorpusProgress, name: str) -> Callable[[int, int, str], None]:
+    def page(_done: int, _total: int, message: str) -> None:
+        report(name, message)
+
+    return page
+
+
 def read_corpus(
     corpus: Path, cache: Path | None = None, progress: CorpusProgress | None = None
 ) -> tuple[list[Document], list[Skipped]]:
@@ -346,12 +353,7 @@ def read_corpus(
         report(path.name, "reading")
         try:
             data = path.read_bytes()
-            extracted = cached_extract(
-                path.name,
-                data,
-                cache,
-                lambda done, total, message, name=path.name: report(name, message),
-            )
+            extracted = cached_extract(path.name, data, cache, _per_page(report, path.name))
         except (SourceError, OSError) as exc:
             reason = str(exc) if isinstance(exc, SourceError) else f"{path.name}: {exc}"
             logger.warning("skipping %s", reason)

@@ -18,12 +18,17 @@ from ui import app as ui
 def test_source_card_shows_the_page_and_links_the_file() -> None:
     cited = Citation(1, "ақсу есеп.pdf", "Ақсу", "c1", 5, 9, "мәтін", page=2, page_end=3)
     ans = Answer("q", "Жауап [1]", "kk", False, (cited,), ())
-    html = ui.render_sources(_settings(Path("/nowhere"), Path("/nowhere")), [
-        {"answer": ans.to_json()}
-    ], "en")
+    html = ui.render_sources(
+        _settings(Path("/nowhere"), Path("/nowhere")), [{"answer": ans.to_json()}], "en"
+    )
     assert "p. 2–3</a>" in html
-    assert 'href="/api/documents/%D0%B0%D2%9B%D1%81%D1%83%20%D0%B5%D1%81%D0%B5%D0%BF.pdf/file#page=2"' in html
-    unpaged = Answer("q", "Жауап [1]", "kk", False, (Citation(1, "a.txt", "A", "c", 0, 1, "x"),), ())
+    assert (
+        'href="/api/documents/%D0%B0%D2%9B%D1%81%D1%83%20%D0%B5%D1%81%D0%B5%D0%BF.pdf/file#page=2"'
+        in html
+    )
+    unpaged = Answer(
+        "q", "Жауап [1]", "kk", False, (Citation(1, "a.txt", "A", "c", 0, 1, "x"),), ()
+    )
     assert "kz-page" not in ui.render_sources(
         _settings(Path("/nowhere"), Path("/nowhere")), [{"answer": unpaged.to_json()}], "en"
     )
@@ -35,7 +40,9 @@ def test_documents_list_flags_low_confidence_ocr_pages() -> None:
     doc = DocumentInfo("s.pdf", "S", 10, 1, "upload", True, "pdf", 3, (1, 2, 3), (2,))
     out = ui.render_documents([doc], "en")
     assert "PDF, 3 pp., OCR 3" in out and "low OCR confidence: p. 2" in out
-    assert "kz-ocr-low" not in ui.render_documents([DocumentInfo("a.txt", "A", 1, 1, "seed", False)], "en")
+    assert "kz-ocr-low" not in ui.render_documents(
+        [DocumentInfo("a.txt", "A", 1, 1, "seed", False)], "en"
+    )
 
 
 @pytest.fixture(scope="module")

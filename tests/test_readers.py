@@ -95,7 +95,10 @@ def test_files_that_are_not_what_they_say_are_refused(
 
 
 def test_pdf_pages_are_recorded_and_cited_spans_name_their_page() -> None:
-    got = read_document("r.pdf", text_pdf([["First page text here, a long line."], ["Second page words, a long line too."]]))
+    got = read_document(
+        "r.pdf",
+        text_pdf([["First page text here, a long line."], ["Second page words, a long line too."]]),
+    )
     assert [p.number for p in got.pages] == [1, 2]
     assert not any(p.ocr for p in got.pages)
     second = got.text.index("Second page")
@@ -108,7 +111,12 @@ def test_pdf_pages_are_recorded_and_cited_spans_name_their_page() -> None:
 def test_running_headers_and_footers_are_removed() -> None:
     cities = ["Almaty", "Astana", "Shymkent", "Aktobe"]
     pages = [
-        ["Annual report 2024", f"{city} grew this year.", f"{city} built new schools.", f"Page {n} of 4"]
+        [
+            "Annual report 2024",
+            f"{city} grew this year.",
+            f"{city} built new schools.",
+            f"Page {n} of 4",
+        ]
         for n, city in enumerate(cities, start=1)
     ]
     got = read_document("r.pdf", text_pdf(pages))
@@ -226,7 +234,9 @@ def test_html_keeps_visible_text_only() -> None:
 
 
 def test_html_that_is_mostly_script_is_refused() -> None:
-    page = "<html><body><script>" + "var a = 1;\n" * 5000 + "</script><p>Жүктелуде…</p></body></html>"
+    page = (
+        "<html><body><script>" + "var a = 1;\n" * 5000 + "</script><p>Жүктелуде…</p></body></html>"
+    )
     with pytest.raises(SourceError, match="no visible text"):
         read_document("app.htm", page.encode())
 

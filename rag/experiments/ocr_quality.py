@@ -186,9 +186,7 @@ def ocr_corpus(docs: Sequence[Document], dpi: int) -> ScanRun:
         low += sum(p.low_confidence for p in extracted.pages)
         out.append(document_from(doc.doc_id, extracted, file_key(data)))
         print(f"  {dpi} dpi {doc.doc_id}: {len(texts)} pages", file=sys.stderr)
-    return ScanRun(
-        dpi, n_pages, seconds, edits / max(1, chars), tuple(per_page), low, tuple(out)
-    )
+    return ScanRun(dpi, n_pages, seconds, edits / max(1, chars), tuple(per_page), low, tuple(out))
 
 
 def _approximate_span(doc: Document, quote: str) -> tuple[int, int] | None:
@@ -214,8 +212,13 @@ def _approximate_span(doc: Document, quote: str) -> tuple[int, int] | None:
 
 def answers_from(docs: Sequence[Document], folder: Path, settings: Any, embedder: Any) -> dict:
     """Question-set figures over an index of ``docs`` built in ``folder``."""
-    from rag.evaluation import EvidenceLocator, load_questions, run_questions, warm_up
-    from rag.evaluation import DEFAULT_QUESTIONS
+    from rag.evaluation import (
+        DEFAULT_QUESTIONS,
+        EvidenceLocator,
+        load_questions,
+        run_questions,
+        warm_up,
+    )
     from rag.index import build_index
     from rag.metrics import figures
     from rag.pipeline import make_engine
@@ -280,7 +283,12 @@ def _keyfacts(figs: Mapping[str, Any]) -> float:
     return float(figs["answer"]["keyfacts_all"])
 
 
-def report(runs: Sequence[ScanRun], text: Mapping[str, Any], scans: Mapping[str, Any], upload: Mapping[str, float]) -> str:
+def report(
+    runs: Sequence[ScanRun],
+    text: Mapping[str, Any],
+    scans: Mapping[str, Any],
+    upload: Mapping[str, float],
+) -> str:
     """The ``ocr`` section of BENCHMARKS.md."""
     import platform
 

@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 _TEXT = TextReader()
 # Binary formats first: text sniffing accepts anything that decodes, so it goes last.
 READERS: tuple[Reader, ...] = (PdfReader(), DocxReader(), HtmlReader(), _TEXT)
-SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(s for r in (*READERS[-1:], *READERS[:-1]) for s in r.suffixes)
+SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(
+    s for r in (*READERS[-1:], *READERS[:-1]) for s in r.suffixes
+)
 TEXT_FORMATS = ("text", "markdown")
 
 
@@ -97,7 +99,9 @@ def read_document(name: str, data: bytes, progress: PageProgress = no_progress) 
     reader, note = reader_for(name, data)
     extracted = reader.read(name, data, progress)
     if note:
-        return Extracted(extracted.text, extracted.format, extracted.pages, (note, *extracted.notes))
+        return Extracted(
+            extracted.text, extracted.format, extracted.pages, (note, *extracted.notes)
+        )
     return extracted
 
 

@@ -44,7 +44,9 @@ class Extracted:
         return {
             "text": self.text,
             "format": self.format,
-            "pages": [[p.number, p.start, p.ocr, p.confidence, p.low_confidence] for p in self.pages],
+            "pages": [
+                [p.number, p.start, p.ocr, p.confidence, p.low_confidence] for p in self.pages
+            ],
             "notes": list(self.notes),
         }
 

@@ -14,8 +14,8 @@ MAX_INFLATED = 200 * 1024 * 1024
 class DocxReader:
     """Word 2007+ documents (a zip holding ``word/document.xml``)."""
 
-    format = "docx"
-    suffixes = (".docx",)
+    format: str = "docx"
+    suffixes: tuple[str, ...] = (".docx",)
 
     def sniff(self, data: bytes) -> bool:
         """A zip archive with a Word body inside."""

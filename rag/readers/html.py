@@ -24,8 +24,23 @@ _BLOCK = {
     "h1", "h2", "h3", "h4", "h5", "h6",
 }  # fmt: skip
 # Elements without an end tag: they must not open a hidden region that never closes.
-_VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "wbr"}
-_SNIFF = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b", re.I | re.S)
+_VOID = {
+    "br",
+    "hr",
+    "img",
+    "input",
+    "meta",
+    "link",
+    "area",
+    "base",
+    "col",
+    "embed",
+    "source",
+    "wbr",
+}
+_SNIFF = re.compile(
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b", re.I | re.S
+)
 MIN_LETTERS = 20
 
 
@@ -44,7 +59,9 @@ class _Visible(HTMLParser):
             if tag in _BLOCK and not self.hidden:
                 self.parts.append("\n")
             return
-        if tag in _HIDDEN or any(k == "hidden" or (k == "aria-hidden" and v == "true") for k, v in attrs):
+        if tag in _HIDDEN or any(
+            k == "hidden" or (k == "aria-hidden" and v == "true") for k, v in attrs
+        ):
             self.hidden += 1
             return
         if self.hidden:
@@ -93,8 +110,8 @@ def visible_text(markup: str) -> str:
 class HtmlReader:
     """``.html`` / ``.htm``: visible text, headings kept as headings."""
 
-    format = "html"
-    suffixes = (".html", ".htm")
+    format: str = "html"
+    suffixes: tuple[str, ...] = (".html", ".htm")
 
     def sniff(self, data: bytes) -> bool:
         """A document that opens with ``<!doctype html>`` or ``<html>`` (after a BOM, comments)."""

@@ -60,9 +60,11 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     for text in pages:
         lines = text.splitlines()
         body = [i for i, ln in enumerate(lines) if ln.strip()]
-        edge = set(body[:2] + body[-2:])
+        at_edge = set(body[:2] + body[-2:])
         out.append(
-            "\n".join(ln for i, ln in enumerate(lines) if i not in edge or _line_key(ln) not in running)
+            "\n".join(
+                ln for i, ln in enumerate(lines) if i not in at_edge or _line_key(ln) not in running
+            )
         )
     return out
 
@@ -112,8 +114,8 @@ def render_page(data: bytes, index: int, dpi: int = OCR_DPI):  # type: ignore[no
 class PdfReader:
     """``.pdf``: text layer where there is one, OCR where there is not."""
 
-    format = "pdf"
-    suffixes = (".pdf",)
+    format: str = "pdf"
+    suffixes: tuple[str, ...] = (".pdf",)
 
     def __init__(self, dpi: int = OCR_DPI, workers: int = OCR_WORKERS) -> None:
         self.dpi = dpi
@@ -131,7 +133,9 @@ class PdfReader:
             try:
                 texts.append((page.extract_text() or "").replace("\x00", "").strip("\n"))
             except Exception as exc:
-                logger.warning("%s: page %d text layer unreadable (%s); OCR instead", name, i + 1, exc)
+                logger.warning(
+                    "%s: page %d text layer unreadable (%s); OCR instead", name, i + 1, exc
+                )
                 texts.append("")
             progress(i + 1, count, f"reading page {i + 1}/{count}")
         scanned = [i for i, t in enumerate(texts) if _letters(t) < MIN_LAYER_LETTERS]
@@ -139,9 +143,9 @@ class PdfReader:
         if scanned:
             require_ocr(name)
             ocr = self._ocr(name, data, scanned, progress)
-            for i, result in ocr.items():
-                if _letters(result.text) >= _letters(texts[i]):
-                    texts[i] = result.text
+            for i, read in ocr.items():
+                if _letters(read.text) >= _letters(texts[i]):
+                    texts[i] = read.text
         texts = strip_running_lines(texts)
         parts: list[str] = []
         pages: list[Page] = []
@@ -156,7 +160,9 @@ class PdfReader:
                     number=i + 1,
                     start=pos,
                     ocr=result is not None,
-                    confidence=None if result is None or result.confidence is None else round(result.confidence, 1),
+                    confidence=None
+                    if result is None or result.confidence is None
+                    else round(result.confidence, 1),
                     low_confidence=result is not None and result.low_confidence,
                 )
             )
@@ -181,7 +187,9 @@ class PdfReader:
             try:
                 image = render_page(data, i, self.dpi)
             except Exception as exc:  # pdfium errors on damaged pages
-                raise SourceError(f"{name}: page {i + 1} could not be rendered for OCR ({exc})") from exc
+                raise SourceError(
+                    f"{name}: page {i + 1} could not be rendered for OCR ({exc})"
+                ) from exc
             return ocr_image(image, f"{name} page {i + 1}")
 
         out: dict[int, OcrPage] = {}

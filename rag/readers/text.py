@@ -29,8 +29,8 @@ def decode_text(name: str, data: bytes) -> str:
 class TextReader:
     """``.txt`` and ``.md``: the file's text is the document (offsets are into the file)."""
 
-    format = "text"
-    suffixes = (".txt", ".md")
+    format: str = "text"
+    suffixes: tuple[str, ...] = (".txt", ".md")
 
     def sniff(self, data: bytes) -> bool:
         """Any bytes that decode as text (tried last, after the binary formats)."""
