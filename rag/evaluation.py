@@ -192,12 +192,17 @@ def run_questions(
     all_rows: Sequence[dict[str, Any]],
     engine: Any,
     docs: Sequence[Document],
+    locator: EvidenceLocator | None = None,
 ) -> list[tuple[Record, Answer]]:
-    """Answer every row through the pipeline and turn each answer into a :class:`Record`."""
+    """Answer every row through the pipeline and turn each answer into a :class:`Record`.
+
+    ``locator`` finds the evidence spans (default: exact quotes in ``docs``; the OCR study
+    passes one that tolerates OCR errors).
+    """
     from rag.pipeline import answer, clean_question, prepare_question, retrieve
 
     by_id = {r["id"]: r for r in all_rows}
-    locator = EvidenceLocator(docs, engine.index)
+    locator = locator or EvidenceLocator(docs, engine.index)
     answered: dict[str, tuple[Answer, list[Turn]]] = {}
 
     def ask(row: Mapping[str, Any], visiting: frozenset[str] = frozenset()) -> None:

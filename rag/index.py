@@ -9,6 +9,8 @@ Layout of an index folder::
     sentences.npy          vectors of every chunk sentence (the evidence-first generator uses them)
     sentences.json         the key (doc_id, start, end) of each sentence row
     lexical/               the BM25 index (rag/lexical.py)
+    texts/<sha256>.json    the text extracted from each PDF, Word or HTML file (what citation
+                           offsets point into; also spares a PDF a second OCR on the next build)
 
 A build writes everything to a temporary sibling folder and renames it into place, so a crash
 or a kill never leaves a half-written index where the old one was.
@@ -16,6 +18,7 @@ or a kill never leaves a half-written index where the old one was.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -38,13 +41,14 @@ import numpy as np
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import Embedder
 from rag.lexical import BM25Index, LexicalConfig, analyze
-from rag.schema import Chunk, Document, Sentence
+from rag.schema import Chunk, Document, Page, Sentence, page_span
 
 logger = logging.getLogger(__name__)
 
 # 3: chunks are embedded and BM25-indexed with their document title (see search_text).
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
+TEXTS = "texts"
 # Below this many chunks an exact flat index is both faster to build and fast enough to search
 # (measured in BENCHMARKS.md: flat search at 100k x 384 takes ~6 ms a query on one core, 3 ms at
 # 50k); above it
@@ -212,6 +216,26 @@ class CorpusIndex:
         """Per-document records of the manifest (id, title, sha256, chunk count)."""
         return list(self.manifest.get("documents", []))
 
+    @functools.cached_property
+    def _pages(self) -> dict[str, tuple[Page, ...]]:
+        return {
+            d["doc_id"]: tuple(Page(int(n), int(s)) for n, s in d.get("pages", []))
+            for d in self.documents
+            if d.get("pages")
+        }
+
+    def page_span(self, doc_id: str, start: int, end: int) -> tuple[int | None, int | None]:
+        """The page a raw span of a paged document starts on, and its last page if later."""
+        return page_span(self._pages.get(doc_id, ()), start, end)
+
+    def extracted_text(self, file_sha256: str) -> str | None:
+        """The text extracted from a PDF / Word / HTML file of this content, if kept here."""
+        path = self.folder / TEXTS / f"{file_sha256}.json"
+        try:
+            return str(json.loads(path.read_text(encoding="utf-8"))["text"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as f:
@@ -325,7 +349,7 @@ def build_index(
     t0 = time.perf_counter()
     chunking = chunking or ChunkingConfig()
     lexical_cfg = lexical or LexicalConfig()
-    chunks = chunk_corpus(docs, chunking)
+    chunks = _with_pages(chunk_corpus(docs, chunking), docs)
     if not chunks:
         raise ValueError("the corpus produced no chunks: are the documents empty?")
     backend = str(getattr(embedder, "backend", "torch"))
@@ -373,6 +397,7 @@ def build_index(
                 "sha256": hashlib.sha256(d.raw.encode()).hexdigest(),
                 "chars": len(d.raw),
                 "chunks": per_doc.get(d.doc_id, 0),
+                **_source_record(d),
             }
             for d in docs
         ],
@@ -382,7 +407,14 @@ def build_index(
         "build_seconds": round(time.perf_counter() - t0, 3),
         "versions": _versions(),
     }
-    _write_atomically(folder, chunks, vectors, dense, bm25, keys, texts, sentence_vectors, manifest)
+    extracted = {
+        d.file_sha256: _extracted_record(d)
+        for d in docs
+        if d.file_sha256 and d.format not in ("text", "markdown")
+    }
+    _write_atomically(
+        folder, chunks, vectors, dense, bm25, keys, texts, sentence_vectors, manifest, extracted
+    )
     logger.info(
         "indexed %d chunks (%d newly embedded) from %d documents in %.1fs",
         len(chunks),
@@ -391,6 +423,37 @@ def build_index(
         time.perf_counter() - t0,
     )
     return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)
+
+
+def _with_pages(chunks: Sequence[Chunk], docs: Sequence[Document]) -> list[Chunk]:
+    """Chunks of paged documents get the page they start on (and end on, if another)."""
+    pages = {d.doc_id: d.pages for d in docs if d.pages}
+    if not pages:
+        return list(chunks)
+    out = []
+    for c in chunks:
+        first, last = page_span(pages.get(c.doc_id, ()), c.start, c.end)
+        out.append(dataclasses.replace(c, page=first, page_end=last) if first else c)
+    return out
+
+
+def _source_record(doc: Document) -> dict[str, Any]:
+    """What the documents list needs to know about a non-text source (format, pages, OCR)."""
+    if doc.format in ("text", "markdown") and not doc.pages:
+        return {}
+    record: dict[str, Any] = {"format": doc.format, "file_sha256": doc.file_sha256}
+    if doc.pages:
+        record["pages"] = [[p.number, p.start] for p in doc.pages]
+        record["ocr_pages"] = [p.number for p in doc.pages if p.ocr]
+        record["low_confidence_pages"] = [p.number for p in doc.pages if p.low_confidence]
+    return record
+
+
+def _extracted_record(doc: Document) -> str:
+    from rag.readers import Extracted
+
+    extracted = Extracted(doc.raw, doc.format, doc.pages)
+    return json.dumps(extracted.to_json(), ensure_ascii=False)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -436,6 +499,7 @@ def _write_atomically(
     texts: Sequence[str],
     sentence_vectors: np.ndarray,
     manifest: dict[str, Any],
+    extracted: dict[str, str] | None = None,
 ) -> None:
     folder = folder.resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -457,6 +521,10 @@ def _write_atomically(
             encoding="utf-8",
         )
         np.save(tmp / "sentences.npy", sentence_vectors)
+        if extracted:
+            (tmp / TEXTS).mkdir()
+            for sha, record in extracted.items():
+                (tmp / TEXTS / f"{sha}.json").write_text(record, encoding="utf-8")
         # The manifest goes last: a folder without one is never taken for a complete index.
         (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
         if folder.exists():

@@ -1,8 +1,10 @@
 """The document library: list, upload and remove documents of the running bot's corpus.
 
-Uploads (``.txt``, ``.md``, ``.pdf``, ``.docx``) are turned into UTF-8 text files in
-``settings.uploads`` (the original bytes are not kept: citations point into the saved text), and
-the index is rebuilt from the corpus plus the uploads. ``build_index`` reuses the vectors of every
+Uploads (``.txt``, ``.md``, ``.pdf``, ``.docx``, ``.html``) are read by ``rag/readers`` (the
+same readers as ``kazrag index``; scanned PDF pages through OCR) and kept in ``settings.uploads``
+as they came (text files as UTF-8 text), so the chat can open a PDF at the cited page; the text
+extracted from them is kept in the index (``texts/``). The index is rebuilt from the corpus plus
+the uploads. ``build_index`` reuses the vectors of every
 chunk it has seen before, so an upload only embeds the new document's chunks, and it replaces the
 index folder atomically; the running engine then swaps the new index in. An upload is checked
 completely (type, size, extraction, cleaning) *before* anything is written, and the text file is
@@ -14,14 +16,11 @@ refuse with a message saying so. Only uploaded documents can be removed.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
-import tempfile
 import threading
 import unicodedata
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.index import CorpusIndex, build_index
-from rag.sources import SourceError, make_document, read_text
+from rag.index import TEXTS, CorpusIndex, build_index
+from rag.readers import SUPPORTED_SUFFIXES, Extracted, cached_extract, file_key, reader_for
+from rag.readers.base import SourceTooLarge
+from rag.sources import SourceError, document_from
 
 if TYPE_CHECKING:
     from rag.pipeline import Engine
@@ -39,16 +40,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_SUFFIXES = (".txt", ".md", ".pdf", ".docx")
+ALLOWED_SUFFIXES = SUPPORTED_SUFFIXES
 # 10 MB of file is ~100 pages of a text-heavy PDF; larger collections belong in `kazrag index`.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # Extracted text above this is refused: the CPU embedder indexes about 1.5 k characters a
 # second (chunks and their sentences), so 400 k characters already takes minutes in the chat.
 MAX_TEXT_CHARS = 400_000
-MAX_PDF_PAGES = 500
-# A .docx is a zip; refuse archives that would inflate far beyond any real document.
-MAX_DOCX_INFLATED = 200 * 1024 * 1024
 MAX_NAME_CHARS = 80
+# What the browser is told a kept original is (``GET /api/documents/{id}/file``).
+MEDIA_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "html": "text/html; charset=utf-8",
+    "markdown": "text/markdown; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+}
 
 Progress = Callable[[float, str], None]
 
@@ -93,6 +99,10 @@ class DocumentInfo:
     chunks: int
     source: str  # "seed" or "upload"
     removable: bool
+    format: str = "text"  # what the file was read as: text, markdown, pdf, docx, html
+    pages: int | None = None  # paged documents (PDF) only
+    ocr_pages: tuple[int, ...] = ()  # pages read by OCR (no text layer)
+    low_confidence_pages: tuple[int, ...] = ()  # OCR pages whose text should be checked
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record."""
@@ -125,11 +135,9 @@ def safe_name(filename: str) -> str:
 
 
 def stored_name(filename: str) -> str:
-    """The name an upload is saved under: ``.md`` stays markdown, everything else is ``.txt``."""
-    name = safe_name(filename)
-    stem, _, suffix = name.rpartition(".")
+    """The name an upload is saved under: a safe name with its (lower-cased) extension."""
     check_type(filename)
-    return f"{stem}.md" if suffix == "md" else f"{stem}.txt"
+    return safe_name(filename)
 
 
 def check_type(filename: str) -> str:
@@ -153,91 +161,37 @@ def check_size(filename: str, size: int) -> None:
         )
 
 
-def _pdf_text(filename: str, data: bytes) -> str:
-    from pypdf import PdfReader
+def extract(filename: str, data: bytes, progress: Progress | None = None) -> Extracted:
+    """Read an upload with the document readers; :class:`LibraryError` / :class:`SourceError`.
 
-    # pypdf raises many exception types on damaged or hostile files; any of them means "not a
-    # readable PDF" to the person uploading it.
+    ``progress`` hears about each page of a PDF (reading it, or OCR) between 0.1 and 0.3.
+    """
+    check_type(filename)
+    check_size(filename, len(data))
+    report = progress or _noop
+
+    def pages(done: int, total: int, message: str) -> None:
+        report(0.1 + 0.2 * done / max(total, 1), message)
+
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:  # an empty user password opens many "protected" PDFs
-                opened = reader.decrypt("") != 0
-            except Exception:
-                opened = False
-            if not opened:
-                raise SourceError(
-                    f"{filename}: the PDF is password-protected; remove the password and retry"
-                )
-        pages = len(reader.pages)
-    except SourceError:
-        raise
-    except Exception as exc:
-        raise SourceError(f"{filename}: not a readable PDF ({exc})") from exc
-    if pages > MAX_PDF_PAGES:
-        raise UploadTooLarge(f"{filename}: {pages} pages; the limit is {MAX_PDF_PAGES} pages")
-    try:
-        texts = [page.extract_text() or "" for page in reader.pages]
-    except Exception as exc:
-        raise SourceError(f"{filename}: the PDF's text could not be extracted ({exc})") from exc
-    text = "\n\n".join(t.strip("\n") for t in texts)
-    if not text.strip():
-        raise SourceError(
-            f"{filename}: the PDF has no text layer (a scan?); upload a text PDF or a .txt file"
+        extracted = cached_extract(filename, data, None, pages)
+    except SourceTooLarge as exc:
+        raise UploadTooLarge(str(exc)) from exc
+    if extracted.format in ("text", "markdown"):
+        # Saved with "\n" only, so the offsets of the saved file are the offsets of this text.
+        text = extracted.text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+        extracted = Extracted(text, extracted.format, extracted.pages, extracted.notes)
+    if len(extracted.text) > MAX_TEXT_CHARS:
+        raise UploadTooLarge(
+            f"{filename}: {len(extracted.text):,} characters of text; the limit is "
+            f"{MAX_TEXT_CHARS:,}"
         )
-    return text
-
-
-def _docx_text(filename: str, data: bytes) -> str:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            inflated = sum(info.file_size for info in z.infolist())
-    except zipfile.BadZipFile as exc:
-        raise SourceError(f"{filename}: not a readable .docx file (not a zip archive)") from exc
-    if inflated > MAX_DOCX_INFLATED:
-        raise UploadTooLarge(f"{filename}: the .docx unpacks to {inflated / 1e6:.0f} MB; too large")
-    import docx
-
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors…
-        raise SourceError(f"{filename}: not a readable .docx file ({exc})") from exc
-    parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
-    return "\n\n".join(p.strip() for p in parts if p.strip())
-
-
-def _plain_text(filename: str, data: bytes) -> str:
-    # read_text holds the project's rules for text files (UTF-8 or a UTF-16 BOM, not binary);
-    # it reads a path, so the bytes go to a private temporary folder, never the uploads folder.
-    with tempfile.TemporaryDirectory(prefix="kazrag-upload-") as tmp:
-        path = Path(tmp) / (safe_name(filename) or "upload.txt")
-        path.write_bytes(data)
-        text = read_text(path)
-    # Saved with "\n" only, so the offsets of the saved file are the offsets of this text.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return extracted
 
 
 def extract_text(filename: str, data: bytes) -> str:
     """The text of an uploaded file; raises a :class:`LibraryError` or :class:`SourceError`."""
-    suffix = check_type(filename)
-    check_size(filename, len(data))
-    if not data.strip():
-        raise SourceError(f"{filename}: the file is empty")
-    if suffix == ".pdf":
-        text = _pdf_text(filename, data)
-    elif suffix == ".docx":
-        text = _docx_text(filename, data)
-    else:
-        text = _plain_text(filename, data)
-    text = text.replace("\x00", "")
-    if len(text) > MAX_TEXT_CHARS:
-        raise UploadTooLarge(
-            f"{filename}: {len(text):,} characters of text; the limit is {MAX_TEXT_CHARS:,}"
-        )
-    return text
+    return extract(filename, data).text
 
 
 def _seed_ids(settings: Settings) -> set[str]:
@@ -266,6 +220,10 @@ def list_documents(settings: Settings, index: CorpusIndex) -> list[DocumentInfo]
                 chunks=int(d.get("chunks", 0)),
                 source="seed" if is_seed else "upload",
                 removable=not is_seed,
+                format=str(d.get("format", "text")),
+                pages=len(d["pages"]) if d.get("pages") else None,
+                ocr_pages=tuple(d.get("ocr_pages", ())),
+                low_confidence_pages=tuple(d.get("low_confidence_pages", ())),
             )
         )
     return out
@@ -285,8 +243,23 @@ def document_path(settings: Settings, doc_id: str) -> Path:
 
 
 def document_text(settings: Settings, doc_id: str) -> str:
-    """The raw text of a document: what citation offsets point into."""
-    return read_text(document_path(settings, doc_id))
+    """The raw text of a document: what citation offsets point into.
+
+    For a text file that is the file; for a PDF, Word or HTML file the text extracted from it,
+    which the index keeps (a PDF is never OCR'd again just to show a quote).
+    """
+    path = document_path(settings, doc_id)
+    return cached_extract(path.name, path.read_bytes(), settings.index / TEXTS).text
+
+
+def document_file(settings: Settings, doc_id: str) -> tuple[Path, str]:
+    """The original file of a document and its media type (what its content is, not its name)."""
+    path = document_path(settings, doc_id)
+    reader, _ = reader_for(path.name, path.read_bytes())
+    fmt = reader.format
+    if fmt == "text" and path.suffix.lower() == ".md":
+        fmt = "markdown"
+    return path, MEDIA_TYPES.get(fmt, "application/octet-stream")
 
 
 class _ReportingEmbedder:
@@ -377,9 +350,10 @@ def put_document(
             f"{name}: a built-in document already has this name; rename the file and retry"
         )
     report(0.1, "extracting the text")
-    text = extract_text(filename, data)
-    report(0.2, "cleaning")
-    doc = make_document(name, text)  # SourceError if nothing is left after cleaning
+    extracted = extract(filename, data, report)
+    report(0.3, "cleaning")
+    # SourceError if nothing is left after cleaning
+    doc = document_from(name, extracted, file_key(data))
     if not re.search(r"[^\W\d_]", doc.clean):
         raise SourceError(f"{filename}: the file has no words to index")
     from rag.chunking import chunk_corpus
@@ -396,7 +370,10 @@ def put_document(
             info = next(d for d in list_documents(settings, engine.index) if d.doc_id == name)
             return info, "unchanged"
         tmp = folder / f".{name}.part"
-        tmp.write_text(text, encoding="utf-8")
+        if extracted.format in ("text", "markdown"):
+            tmp.write_text(extracted.text, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)  # the original: the chat opens a PDF at the cited page
         os.replace(tmp, target)
         try:
             index = _rebuild(engine, report)
@@ -406,7 +383,7 @@ def put_document(
             else:
                 target.write_bytes(previous)
             raise
-    logger.info("added %s (%d characters) from %s", name, len(text), filename)
+    logger.info("added %s (%d characters) from %s", name, len(extracted.text), filename)
     info = next(d for d in list_documents(settings, index) if d.doc_id == name)
     return info, "added" if previous is None else "replaced"
 

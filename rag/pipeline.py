@@ -35,6 +35,7 @@ from rag.generation import (
     support,
 )
 from rag.index import (
+    TEXTS,
     CorpusIndex,
     IndexUnavailable,
     build_index,
@@ -45,9 +46,16 @@ from rag.index import (
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
 from rag.lexical import LexicalConfig
 from rag.retriever import Retriever, multi_subject
-from rag.schema import MARKER_RE, Answer, Document, Hit
+from rag.schema import MARKER_RE, Answer, Citation, Document, Hit
 from rag.settings import Settings
-from rag.sources import corpus_files, load_corpus
+from rag.sources import (
+    CorpusProgress,
+    Skipped,
+    SourceError,
+    corpus_files,
+    load_corpus,
+    read_corpus,
+)
 from rag.typing_forms import normalize_query, to_latin_2021, typing_form, vocabulary_for
 
 logger = logging.getLogger(__name__)
@@ -92,16 +100,43 @@ def clean_question(question: object, max_chars: int) -> str:
 
 
 def corpus_documents(settings: Settings) -> list[Document]:
-    """The documents of the corpus folder plus the uploaded ones (uploads may be empty)."""
-    docs = load_corpus(settings.corpus)
+    """The documents of the corpus folder plus the uploaded ones (uploads may be empty).
+
+    Text already extracted from a PDF (OCR included) is taken from the index's ``texts/``.
+    A file that cannot be read is logged and left out; the others are still indexed.
+    """
+    docs, skipped = read_documents(settings)
+    if not docs:
+        why = "; ".join(s.reason for s in skipped) if skipped else "no documents"
+        raise SourceError(f"no readable documents in {settings.corpus}: {why}")
+    return docs
+
+
+def read_documents(
+    settings: Settings, progress: CorpusProgress | None = None
+) -> tuple[list[Document], list[Skipped]]:
+    """:func:`corpus_documents` with the files that were skipped (and why), for ``kazrag index``."""
+    cache = settings.index / TEXTS
+    docs, skipped = read_corpus(settings.corpus, cache, progress)
     if (
         settings.uploads is not None
         and settings.uploads.is_dir()
         and corpus_files(settings.uploads)
     ):
         known = {d.doc_id for d in docs}
-        docs += [d for d in load_corpus(settings.uploads) if d.doc_id not in known]
-    return docs
+        more, more_skipped = read_corpus(settings.uploads, cache, progress)
+        docs += [d for d in more if d.doc_id not in known]
+        skipped += more_skipped
+    return docs, skipped
+
+
+def with_pages(index: CorpusIndex, citations: Sequence[Citation]) -> tuple[Citation, ...]:
+    """Citations into paged documents (PDFs) with the page they quote, as every door shows it."""
+    out = []
+    for c in citations:
+        page, page_end = index.page_span(c.doc_id, c.start, c.end)
+        out.append(dataclasses.replace(c, page=page, page_end=page_end) if page else c)
+    return tuple(out)
 
 
 def _rebuild_source(settings: Settings) -> Path | None:
@@ -131,7 +166,7 @@ def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> 
             ) from exc
         logger.warning("%s; rebuilding it from %s", exc, source)
         same = source.resolve() == settings.corpus.resolve()
-        docs = corpus_documents(settings) if same else load_corpus(source)
+        docs = corpus_documents(settings) if same else load_corpus(source, settings.index / TEXTS)
         return build_index(docs, settings.index, embedder, settings.chunking, corpus=source)
     same_corpus = index.manifest.get("corpus") == str(settings.corpus)
     if rebuild and same_corpus and settings.corpus.is_dir():
@@ -420,7 +455,7 @@ def stream_answer(
         answer=text,
         language=language,
         abstained=abstained,
-        citations=citations,
+        citations=with_pages(eng.index, citations),
         retrieved=tuple(hits),
         timings_ms={"retrieve": t_ret, "generate": _ms(t1), "total": _ms(t0)},
         note=note,

@@ -8,6 +8,7 @@ highlight, whatever cleaning was applied for search.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,11 +24,38 @@ def marker_text(n: int) -> str:
 
 
 @dataclass(frozen=True)
+class Page:
+    """One page of a paged document (a PDF): where it starts in the raw text and how it was read.
+
+    ``start`` is the raw offset of the page's first character; ``ocr`` says the page had no
+    usable text layer and was read by OCR, with ``confidence`` its mean word confidence (0-100).
+    """
+
+    number: int  # 1-based, as a PDF viewer counts
+    start: int
+    ocr: bool = False
+    confidence: float | None = None
+    low_confidence: bool = False
+
+
+def page_span(pages: tuple[Page, ...], start: int, end: int) -> tuple[int | None, int | None]:
+    """The page a raw span starts on and, if it runs onto a later page, the page it ends on."""
+    if not pages:
+        return None, None
+    starts = [p.start for p in pages]
+    first = pages[max(0, bisect.bisect_right(starts, start) - 1)].number
+    last = pages[max(0, bisect.bisect_right(starts, max(start, end - 1)) - 1)].number
+    return first, (last if last != first else None)
+
+
+@dataclass(frozen=True)
 class Document:
     """A source document: its raw text as read from disk and its cleaned text for search.
 
     ``offsets[i]`` is the raw offset of ``clean[i]``; ``offsets[len(clean)]`` is ``len(raw)``,
     so a clean span ``[a, b)`` maps to the raw span ``[offsets[a], offsets[b - 1] + 1)``.
+    For a PDF, Word or HTML file ``raw`` is the text extracted from it (kept in the index
+    folder), ``pages`` its page starts (PDF only) and ``format`` what the file was read as.
     """
 
     doc_id: str
@@ -35,6 +63,9 @@ class Document:
     raw: str
     clean: str
     offsets: tuple[int, ...]
+    pages: tuple[Page, ...] = ()
+    format: str = "text"
+    file_sha256: str | None = None
 
     def raw_span(self, clean_start: int, clean_end: int) -> tuple[int, int]:
         """Map a half-open span of the clean text to the raw text."""
@@ -68,11 +99,17 @@ class Chunk:
     start: int
     end: int
     sentences: tuple[Sentence, ...] = ()
+    # Paged documents only: the page the chunk starts on, and the last one if it runs over.
+    page: int | None = None
+    page_end: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the index stores chunks as JSON Lines, never pickle)."""
         record = asdict(self)
         record["sentences"] = [[s.text, s.start, s.end] for s in self.sentences]
+        for key in ("page", "page_end"):
+            if record[key] is None:
+                del record[key]  # unpaged documents keep the records they always had
         return record
 
     @classmethod
@@ -87,6 +124,8 @@ class Chunk:
             start=int(record["start"]),
             end=int(record["end"]),
             sentences=sentences,
+            page=record.get("page"),
+            page_end=record.get("page_end"),
         )
 
 
@@ -110,6 +149,8 @@ class Hit:
             "end": self.chunk.end,
             "score": round(float(self.score), 6),
             "text": self.chunk.text,
+            "page": self.chunk.page,
+            "page_end": self.chunk.page_end,
         }
 
 
@@ -124,6 +165,9 @@ class Citation:
     start: int
     end: int
     quote: str
+    # Paged documents: the page the quote is on (1-based); ``page_end`` if it runs onto the next.
+    page: int | None = None
+    page_end: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``citations`` entry of the answer object."""

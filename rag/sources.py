@@ -14,15 +14,17 @@ import itertools
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.schema import Document
+from rag.readers import SUPPORTED_SUFFIXES, Extracted, cached_extract, decode_text, file_key
+from rag.readers.base import SourceError, SourceTooLarge
+from rag.schema import Document, Page
+
+__all__ = ["SUPPORTED_SUFFIXES", "SourceError", "SourceTooLarge"]
 
 logger = logging.getLogger(__name__)
-
-SUPPORTED_SUFFIXES = (".txt", ".md")
 
 # A line ending in one of these closes a sentence; a following capitalised line starts a new
 # paragraph. PDF extraction breaks lines mid-sentence, so anything else is joined with a space.
@@ -38,8 +40,16 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\ufffd"}
 
 
-class SourceError(ValueError):
-    """A source file that cannot be read as a document (wrong type, encoding, or empty)."""
+@dataclass(frozen=True)
+class Skipped:
+    """A file of a corpus folder that could not be read, and why (the rest is still indexed)."""
+
+    name: str
+    reason: str
+
+
+# (file name, what is happening): per file, and per page of a PDF.
+CorpusProgress = Callable[[str, str], None]
 
 
 @dataclass
@@ -260,26 +270,20 @@ def _title(raw: str, clean: str, fallback: str) -> str:
 
 def read_text(path: Path) -> str:
     """Read a text file as UTF-8 (a BOM is allowed) with a clear error for anything else."""
-    data = path.read_bytes()
-    if not data.strip():
-        raise SourceError(f"{path.name}: the file is empty")
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SourceError(f"{path.name}: looks like a binary file, not text")
-    for encoding in ("utf-8-sig", "utf-16"):
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding == "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            continue
-        return text
-    raise SourceError(f"{path.name}: not valid UTF-8 text; save it as UTF-8 and try again")
+    return decode_text(path.name, path.read_bytes())
 
 
 def make_document(
-    doc_id: str, raw: str, vocabulary: set[str] | None = None, title: str | None = None
+    doc_id: str,
+    raw: str,
+    vocabulary: set[str] | None = None,
+    title: str | None = None,
+    *,
+    pages: tuple[Page, ...] = (),
+    format: str = "text",
+    file_sha256: str | None = None,
 ) -> Document:
-    """Build a :class:`Document` (clean text + offsets) from raw text."""
+    """Build a :class:`Document` (clean text + offsets) from raw (or extracted) text."""
     clean, offsets = clean_text(raw, vocabulary)
     if not clean.strip():
         raise SourceError(f"{doc_id}: no text left after cleaning")
@@ -289,17 +293,30 @@ def make_document(
         raw=raw,
         clean=clean,
         offsets=offsets,
+        pages=pages,
+        format=format,
+        file_sha256=file_sha256,
     )
 
 
-def load_document(path: Path) -> Document:
-    """Load one ``.txt`` / ``.md`` file; its id is the file name."""
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise SourceError(
-            f"{path.name}: unsupported file type {path.suffix!r} "
-            f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
-        )
-    return make_document(path.name, read_text(path))
+def document_from(
+    doc_id: str, extracted: Extracted, sha256: str, vocabulary: set[str] | None = None
+) -> Document:
+    """The :class:`Document` of a file a reader has extracted."""
+    return make_document(
+        doc_id,
+        extracted.text,
+        vocabulary,
+        pages=extracted.pages,
+        format=extracted.format,
+        file_sha256=sha256,
+    )
+
+
+def load_document(path: Path, cache: Path | None = None) -> Document:
+    """Load one file of any supported format (see ``rag/readers``); its id is the file name."""
+    data = path.read_bytes()
+    return document_from(path.name, cached_extract(path.name, data, cache), file_key(data))
 
 
 def corpus_files(corpus: Path) -> list[Path]:
@@ -313,14 +330,56 @@ def corpus_files(corpus: Path) -> list[Path]:
     )
 
 
-def load_corpus(corpus: Path) -> list[Document]:
-    """Load every supported file of a folder. The hyphenation dictionary spans the corpus."""
+def _per_page(report: CorpusProgress, name: str) -> Callable[[int, int, str], None]:
+    def page(_done: int, _total: int, message: str) -> None:
+        report(name, message)
+
+    return page
+
+
+def read_corpus(
+    corpus: Path, cache: Path | None = None, progress: CorpusProgress | None = None
+) -> tuple[list[Document], list[Skipped]]:
+    """Read every supported file of a folder; a file that cannot be read is skipped, not fatal.
+
+    ``cache`` is an index's ``texts/`` folder: PDFs (and Word, HTML files) whose bytes it has
+    seen are not extracted (or OCR'd) again. The hyphenation dictionary spans the corpus.
+    """
     files = corpus_files(corpus)
-    if not files:
-        raise SourceError(f"no .txt or .md documents in {corpus}")
-    raws = {p.name: read_text(p) for p in files}
-    vocab = _known_words(raws.values())
-    return [make_document(name, raw, vocab) for name, raw in raws.items()]
+    report = progress or (lambda _name, _message: None)
+    read: dict[str, tuple[Extracted, str]] = {}
+    skipped: list[Skipped] = []
+    for path in files:
+        report(path.name, "reading")
+        try:
+            data = path.read_bytes()
+            extracted = cached_extract(path.name, data, cache, _per_page(report, path.name))
+        except (SourceError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, SourceError) else f"{path.name}: {exc}"
+            logger.warning("skipping %s", reason)
+            skipped.append(Skipped(path.name, reason))
+            continue
+        read[path.name] = (extracted, file_key(data))
+    vocab = _known_words(e.text for e, _ in read.values())
+    docs = []
+    for name, (extracted, sha) in read.items():
+        try:
+            docs.append(document_from(name, extracted, sha, vocab))
+        except SourceError as exc:
+            logger.warning("skipping %s", exc)
+            skipped.append(Skipped(name, str(exc)))
+    return docs, skipped
+
+
+def load_corpus(corpus: Path, cache: Path | None = None) -> list[Document]:
+    """Load every supported file of a folder (unreadable ones are logged and skipped)."""
+    docs, skipped = read_corpus(corpus, cache)
+    if not docs:
+        why = "; ".join(s.reason for s in skipped) if skipped else "no documents"
+        raise SourceError(
+            f"no readable documents ({', '.join(SUPPORTED_SUFFIXES)}) in {corpus}: {why}"
+        )
+    return docs
 
 
 # --- finding a quote in a document -------------------------------------------------------

@@ -228,7 +228,8 @@ def test_upload_docx(own_client: TestClient) -> None:
     data = make_docx(["Абай Құнанбайұлы 1845 жылы туған."])
     r = own_client.post("/api/documents", files={"file": ("абай.docx", data)})
     assert r.status_code == 201
-    assert r.json()["document"]["doc_id"] == "абай.txt"
+    assert r.json()["document"]["doc_id"] == "абай.docx"  # kept as uploaded
+    assert r.json()["document"]["format"] == "docx"
 
 
 def test_upload_errors(own_client: TestClient) -> None:
@@ -452,7 +453,7 @@ def test_every_api_and_v1_route_wants_the_token(
     monkeypatch.setenv(api.TOKEN_ENV, TOKEN)
     app = api.create_app(shared_engine.settings, shared_engine)
     routes = _guarded_routes(app)
-    assert len(routes) == 8
+    assert len(routes) == 9
     with TestClient(app) as c:
         for method, path in routes:
             if path == "/api/health":
@@ -619,6 +620,7 @@ OPERATIONS = [
     ("GET", "/api/documents"),
     ("POST", "/api/documents"),
     ("DELETE", "/api/documents/{doc_id}"),
+    ("GET", "/api/documents/{doc_id}/file"),
     ("GET", "/api/health"),
     ("GET", "/v1/models"),
     ("POST", "/v1/chat/completions"),

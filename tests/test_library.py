@@ -120,10 +120,11 @@ def test_safe_name(given: str, expected: str) -> None:
     assert library.safe_name(given) == expected
 
 
-def test_stored_name_keeps_markdown_and_turns_the_rest_into_text() -> None:
+def test_stored_name_keeps_the_extension() -> None:
     assert library.stored_name("notes.md") == "notes.md"
-    assert library.stored_name("report.pdf") == "report.txt"
-    assert library.stored_name("хат.docx") == "хат.txt"
+    assert library.stored_name("report.PDF") == "report.pdf"
+    assert library.stored_name("хат.docx") == "хат.docx"
+    assert library.stored_name("бет.htm") == "бет.htm"
     with pytest.raises(library.UnsupportedType, match=r"\.exe"):
         library.stored_name("setup.exe")
     with pytest.raises(library.UnsupportedType, match="no extension"):
@@ -204,7 +205,7 @@ def test_extract_password_protected_pdf_is_refused() -> None:
 
 
 def test_extract_pdf_over_the_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(library, "MAX_PDF_PAGES", 0)
+    monkeypatch.setattr("rag.readers.pdf.MAX_PAGES", 0)
     with pytest.raises(library.UploadTooLarge, match="pages"):
         library.extract_text("long.pdf", make_pdf(["One page."]))
 
@@ -219,7 +220,7 @@ def test_extract_docx_paragraphs_and_tables() -> None:
 
 
 def test_extract_docx_zip_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(library, "MAX_DOCX_INFLATED", 1000)
+    monkeypatch.setattr("rag.readers.docx.MAX_INFLATED", 1000)
     with pytest.raises(library.UploadTooLarge, match="unpacks"):
         library.extract_text("big.docx", make_docx(["мәтін " * 500]))
 
@@ -254,12 +255,15 @@ def test_upload_is_indexed_incrementally_and_answerable(engine: Engine) -> None:
     assert listed[SEED_FILES[0]].source == "seed" and not listed[SEED_FILES[0]].removable
 
 
-def test_pdf_and_docx_uploads_are_saved_as_text(engine: Engine) -> None:
-    info = library.add_document(engine, "city.pdf", make_pdf(["Almaty is the largest city."]))
-    assert info.doc_id == "city.txt"
+def test_pdf_and_docx_uploads_keep_the_original(engine: Engine) -> None:
+    pdf = make_pdf(["Almaty is the largest city."])
+    info = library.add_document(engine, "city.pdf", pdf)
+    assert (info.doc_id, info.format, info.pages) == ("city.pdf", "pdf", 1)
+    assert (engine.settings.uploads / "city.pdf").read_bytes() == pdf  # type: ignore[operator]
     info = library.add_document(engine, "абай.docx", make_docx(["Абай 1845 жылы туған."]))
-    assert info.doc_id == "абай.txt"
-    assert "Абай 1845 жылы туған." in library.document_text(engine.settings, "абай.txt")
+    assert (info.doc_id, info.format, info.pages) == ("абай.docx", "docx", None)
+    # Citation offsets point into the extracted text, which document_text gives back.
+    assert "Абай 1845 жылы туған." in library.document_text(engine.settings, "абай.docx")
 
 
 @pytest.mark.parametrize(

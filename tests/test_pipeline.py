@@ -61,7 +61,10 @@ def test_answer_object_shape(engine, raw):
     for i, r in enumerate(data["retrieved"], start=1):
         assert r["rank"] == i and r["text"] and r["start"] < r["end"]
     for c in data["citations"]:
-        assert set(c) == {"marker", "doc_id", "title", "chunk_id", "start", "end", "quote"}
+        assert set(c) == {
+            *("marker", "doc_id", "title", "chunk_id", "start", "end", "quote"),
+            *("page", "page_end"),  # null for documents without pages (not a PDF)
+        }
     json.dumps(data, ensure_ascii=False)
     check_citations(ans, raw)
 

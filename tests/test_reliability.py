@@ -166,11 +166,10 @@ def test_cli_huge_or_nul_question_in_process(
 @pytest.mark.parametrize(
     ("files", "words"),
     [
-        ({}, "no .txt or .md documents"),
+        ({}, "no readable documents"),
         ({"a.txt": b""}, "empty"),
         ({"a.txt": b"\x00\x01\x02 binary"}, "binary"),
         ({"a.txt": CYRILLIC_RU.encode("cp1251")}, "UTF-8"),
-        ({"ok.txt": KAZAKH.encode(), "bad.md": KAZAKH.encode("kz1048")}, "bad.md"),
     ],
 )
 def test_cli_index_of_a_bad_corpus_is_one_line(
@@ -183,6 +182,19 @@ def test_cli_index_of_a_bad_corpus_is_one_line(
     proc = _run("index", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--quiet")
     _one_line_error(proc, "index", words)
     assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.integration
+def test_cli_index_skips_a_bad_file_and_keeps_the_rest(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ok.txt").write_bytes(KAZAKH.encode())
+    (corpus / "bad.md").write_bytes(KAZAKH.encode("kz1048"))
+    proc = _run("index", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped bad.md: not valid UTF-8" in proc.stderr
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
+    assert [d["doc_id"] for d in manifest["documents"]] == ["ok.txt"]
 
 
 @pytest.fixture()

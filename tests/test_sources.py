@@ -117,8 +117,12 @@ def test_bad_files_get_clear_errors(tmp_path: Path):
         load_document(cp1251)
     pdf = tmp_path / "a.pdf"
     pdf.write_bytes(b"%PDF-1.4")
-    with pytest.raises(SourceError, match="unsupported"):
+    with pytest.raises(SourceError, match="not a readable PDF"):
         load_document(pdf)
+    exe = tmp_path / "a.exe"
+    exe.write_bytes(b"MZ")
+    with pytest.raises(SourceError, match="unsupported"):
+        load_document(exe)
     with pytest.raises(SourceError, match="not found"):
         load_corpus(tmp_path / "missing")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import re
-from pathlib import Path
+import urllib.parse
 from typing import Any
 
 from rag import library
@@ -118,19 +118,57 @@ def render_header(lang: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _raw_text(path: Path, mtime: float) -> str:
-    from rag.sources import read_text
-
-    return read_text(path)
+def _raw_text(settings: Settings, doc_id: str, mtime: float) -> str:
+    # For a PDF this is the text extracted from it (kept in the index), not the file's bytes.
+    return library.document_text(settings, doc_id)
 
 
 def document_raw(settings: Settings, doc_id: str) -> str | None:
     """The raw text a citation's offsets point into (``None`` if the document is gone)."""
     try:
         path = library.document_path(settings, doc_id)
-        return _raw_text(path, path.stat().st_mtime)
+        return _raw_text(settings, doc_id, path.stat().st_mtime)
     except (library.LibraryError, SourceError, OSError):
         return None
+
+
+# Paged sources (PDFs): the page label, the link that opens the original file at that page,
+# and the documents list's flag for pages whose OCR is not to be trusted without a look.
+PAGE_TEXT = {
+    "kk": {"page": "{n}-бет", "open": "файлды осы бетте ашу", "low": "OCR сенімсіз беттер"},
+    "ru": {"page": "с. {n}", "open": "открыть файл на этой странице", "low": "OCR ненадёжен: с."},
+    "en": {"page": "p. {n}", "open": "open the file at this page", "low": "low OCR confidence: p."},
+}
+
+
+def page_link(span: dict[str, Any], lang: str) -> str:
+    """``p. N`` and a link to the original file at that page (served by the API), or nothing."""
+    page = span.get("page")
+    if not page:
+        return ""
+    t = PAGE_TEXT[lang]
+    label = t["page"].format(n=page)
+    if span.get("page_end"):
+        label += f"–{span['page_end']}"
+    href = f"/api/documents/{urllib.parse.quote(span['doc_id'])}/file#page={int(page)}"
+    return (
+        f' · <a class="kz-page" href="{html.escape(href)}" target="_blank" rel="noopener" '
+        f'title="{html.escape(t["open"])}">{html.escape(label)}</a>'
+    )
+
+
+def document_note(d: library.DocumentInfo, lang: str) -> str:
+    """Format, page count and low-confidence OCR pages of a document, for the documents list."""
+    if d.format in ("text", "markdown"):
+        return ""
+    note = d.format.upper() + (f", {d.pages} pp." if d.pages else "")
+    if d.ocr_pages:
+        note += f", OCR {len(d.ocr_pages)}"
+    out = f" · {html.escape(note)}"
+    if d.low_confidence_pages:
+        pages = ", ".join(map(str, d.low_confidence_pages))
+        out += f' · <span class="kz-ocr-low">⚠ {html.escape(PAGE_TEXT[lang]["low"])} {pages}</span>'
+    return out
 
 
 def _snap_left(raw: str, pos: int) -> int:
@@ -170,6 +208,7 @@ def _card(
     raw: str | None,
     t: dict[str, str],
     is_open: bool,
+    lang: str = "kk",
 ) -> str:
     """One passage: title, the span highlighted in its context, its position in the document."""
     title = span.get("title") or span["doc_id"]
@@ -182,14 +221,20 @@ def _card(
         f'<details class="kz-src" id="{card_id}"{" open" if is_open else ""}>'
         f'<summary><span class="kz-num">{html.escape(label)}</span>{html.escape(title)}</summary>'
         f'<div class="kz-passage">{render_passage(raw, span["start"], span["end"], quote)}</div>'
-        f'<div class="kz-pos">{html.escape(span["doc_id"])} · {html.escape(pos)}</div>'
+        f'<div class="kz-pos">{html.escape(span["doc_id"])} · {html.escape(pos)}'
+        f"{page_link(span, lang)}</div>"
         f'<div class="kz-bar"><span style="left:{pct}%;width:{width:.2f}%"></span></div>'
         "</details>"
     )
 
 
 def _turn_cards(
-    settings: Settings, i: int, record: dict[str, Any], t: dict[str, str], is_open: bool
+    settings: Settings,
+    i: int,
+    record: dict[str, Any],
+    t: dict[str, str],
+    is_open: bool,
+    lang: str = "kk",
 ) -> str:
     """The cards of one answer: its citations (``is_open``: shown open), or the closest
     passages when it abstained."""
@@ -201,6 +246,7 @@ def _turn_cards(
             document_raw(settings, c["doc_id"]),
             t,
             is_open,
+            lang,
         )
         for c in record["citations"]
     ]
@@ -209,7 +255,7 @@ def _turn_cards(
         cards.append(f'<p class="kz-note">{html.escape(t["closest"])}</p>')
         for h in record["retrieved"][:3]:
             raw = document_raw(settings, h["doc_id"])
-            cards.append(_card(f"kz-hit-{i}-{h['rank']}", f"{h['rank']}.", h, raw, t, False))
+            cards.append(_card(f"kz-hit-{i}-{h['rank']}", f"{h['rank']}.", h, raw, t, False, lang))
     if not cards:
         cards.append(f"<p>{html.escape(t['no_citations'])}</p>")
     return "".join(cards)
@@ -224,7 +270,7 @@ def render_sources(settings: Settings, turns: list[dict[str, Any]], lang: str) -
     last = len(turns) - 1
     for i in range(last, -1, -1):
         record = turns[i]["answer"]
-        cards = _turn_cards(settings, i, record, t, is_open=i == last)
+        cards = _turn_cards(settings, i, record, t, is_open=i == last, lang=lang)
         question = record["question"]
         if len(question) > TITLE_CHARS:
             question = question[: TITLE_CHARS - 1] + "…"
@@ -241,7 +287,8 @@ def render_documents(docs: list[library.DocumentInfo], lang: str) -> str:
     """The document list as an escaped HTML table."""
     t = TEXT[lang]
     rows = "".join(
-        f"<tr><td>{html.escape(d.title)}<br><small>{html.escape(d.doc_id)}</small></td>"
+        f"<tr><td>{html.escape(d.title)}<br><small>{html.escape(d.doc_id)}"
+        f"{document_note(d, lang)}</small></td>"
         f"<td>{d.chunks}</td>"
         f"<td>{html.escape(t['seed'] if d.source == 'seed' else t['upload_kind'])}</td></tr>"
         for d in docs
