@@ -365,15 +365,17 @@ def put_document(
         target = folder / name
         previous = target.read_bytes() if target.is_file() else None
         indexed = {d["doc_id"] for d in engine.index.documents}
-        if previous == text.encode("utf-8") and name in indexed:
+        # Text formats are stored as normalised UTF-8, every other format as the original bytes
+        # (the chat opens a PDF at the cited page): "unchanged" compares what would be stored.
+        stored = (
+            extracted.text.encode("utf-8") if extracted.format in ("text", "markdown") else data
+        )
+        if previous == stored and name in indexed:
             report(1.0, "unchanged")
             info = next(d for d in list_documents(settings, engine.index) if d.doc_id == name)
             return info, "unchanged"
         tmp = folder / f".{name}.part"
-        if extracted.format in ("text", "markdown"):
-            tmp.write_text(extracted.text, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)  # the original: the chat opens a PDF at the cited page
+        tmp.write_bytes(stored)
         os.replace(tmp, target)
         try:
             index = _rebuild(engine, report)

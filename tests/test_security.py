@@ -279,7 +279,8 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_every_api_route_of_the_served_app_wants_the_token(served_app: Any) -> None:
     app, engine = served_app
     routes = [r for r in _guarded(app) if "{path:path}" not in r[1]]
-    assert len(routes) == 8, routes  # health, ask, search, documents ×3, models, completions
+    # health, ask, search, documents ×3, a document's file, models, completions
+    assert len(routes) == 9, routes
     # The catch-alls of unknown paths under /api and /v1 are guarded too.
     routes += [("GET", "/api/nope"), ("POST", "/v1/nope")]
     before = snapshot(engine)

@@ -248,9 +248,9 @@ def measure(
         results.append(res)
     ref = next((r for r in results if r["backend"] == "torch"), None)
     if ref is not None:
-        base = np.load(ref["vectors"])
+        base = np.load(ref["vectors"], allow_pickle=False)
         for r in results:
-            cos = np.sum(base * np.load(r["vectors"]), axis=1)
+            cos = np.sum(base * np.load(r["vectors"], allow_pickle=False), axis=1)
             r["cos_min"], r["cos_mean"] = float(cos.min()), float(cos.mean())
     for r in results:
         r.pop("vectors")
