@@ -47,8 +47,8 @@ test-fast: setup ## tests without the real model
 	$(PY) -m pytest -q -m "not model and not integration"
 
 lint: setup ## ruff and mypy
-	$(VENV)/bin/ruff check rag ui tests
-	$(VENV)/bin/ruff format --check rag ui tests
+	$(VENV)/bin/ruff check rag ui evals kazrag tests
+	$(VENV)/bin/ruff format --check rag ui evals kazrag tests
 	$(VENV)/bin/mypy rag
 
 eval: index ## evaluate on the question set (test split) into reports/eval

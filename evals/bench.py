@@ -340,7 +340,7 @@ def seed_questions(path: Path) -> list[str]:
 def kazqad_corpus(path: Path) -> tuple[list[Document], list[str]]:
     """KazQAD's distinct contexts as documents and its distinct questions, loaded exactly as
     the evaluation loads them (same ids and titles, so the same chunks are embedded)."""
-    from rag.evaluation import load_kazqad
+    from evals.evaluation import load_kazqad
 
     docs, items = load_kazqad(path)
     return docs, [item.question for item in items]

@@ -14,7 +14,7 @@ follow-up gets ``history = [Turn(previous question, previous answer)]`` from the
 answer to the item it ``follows`` (answered first, unscored, when it is outside the selection).
 Evidence quotes are mapped to raw spans with :func:`rag.sources.locate` in the documents of
 ``settings.corpus``; the retrieval figures use the same resolved query searched 10 deep (the
-answer itself reads the top ``top_k``). The figure definitions live in ``rag/metrics.py``.
+answer itself reads the top ``top_k``). The figure definitions live in ``evals/metrics.py``.
 
 *KazQAD* (``--kazqad FILE``), open book: the 697 distinct contexts are indexed once into
 ``index/kazqad/`` (or ``--index``; reused while the model, chunking and contexts match), each of
@@ -52,7 +52,7 @@ from rag.conversation import Turn, resolve
 from rag.embedding import Embedder
 from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
 from rag.lexical import LexicalConfig
-from rag.metrics import (
+from evals.metrics import (
     KAZQAD_FLOOR,
     KAZQAD_MODES,
     KAZQAD_PAPER,
@@ -628,7 +628,7 @@ def questions_report(
         f"- run: {meta['created']}, {meta['seconds']} s",
         f"- evidence quotes not located in the corpus: {figs['evidence_unlocated']}",
         "",
-        "Definitions: see the docstring of `rag/metrics.py`. Retrieval counts a chunk as relevant"
+        "Definitions: see the docstring of `evals/metrics.py`. Retrieval counts a chunk as relevant"
         " when it overlaps an evidence span; citations likewise.",
         "",
         "## Targets (issue 3)",

@@ -145,7 +145,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
     from rag.conversation import Turn
-    from rag.evaluation import load_questions
+    from evals.evaluation import load_questions
     from rag.pipeline import QuestionError, answer, get_engine
 
     rows = load_questions(Path(args.inp), strict=False)
@@ -175,15 +175,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Score the system on a question set or on KazQAD (see rag/evaluation.py)."""
-    from rag.evaluation import main as eval_main
+    """Score the system on a question set or on KazQAD (see evals/evaluation.py)."""
+    from evals.evaluation import main as eval_main
 
     return eval_main(args, _settings(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Speed and memory benchmark into BENCHMARKS.md (see rag/bench.py)."""
-    from rag.bench import main as bench_main
+    """Speed and memory benchmark into BENCHMARKS.md (see evals/bench.py)."""
+    from evals.bench import main as bench_main
 
     return bench_main(args, _settings(args))
 

@@ -2,7 +2,7 @@
 
 Two standard methods: weighted reciprocal-rank fusion (robust, ignores score scales) and
 weighted min-max score fusion (keeps how *much* better the top hit is). Which one and which
-weights are chosen on data: see ``rag/experiments`` and BENCHMARKS.md.
+weights are chosen on data: see ``evals/experiments`` and BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rag.cli import main
+from kazrag.cli import main
 from tests.conftest import ROOT, SEEDS
 
 
@@ -122,7 +122,7 @@ def test_batch_uses_a_prebuilt_index_as_is(tmp_path, capsys):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

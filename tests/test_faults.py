@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 import rag.llm as llm
-from rag.cli import main
+from kazrag.cli import main
 from rag.index import (
     IndexMismatch,
     IndexMissing,
@@ -227,7 +227,7 @@ def test_kazrag_index_rebuilds_a_damaged_index(
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -389,7 +389,7 @@ def test_kill_kazrag_index_with_the_real_model(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--index", str(folder)],
+        [sys.executable, "-m", "kazrag.cli", "index", "--corpus", str(corpus), "--index", str(folder)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

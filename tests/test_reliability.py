@@ -27,7 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag import api, library
-from rag.cli import main
+from kazrag.cli import main
 from rag.index import load_index
 from rag.pipeline import Engine, answer
 from rag.schema import Answer
@@ -114,7 +114,7 @@ BAD_UPLOADS: list[tuple[str, bytes, int, str]] = [
 
 def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -616,7 +616,7 @@ def test_concurrent_first_requests_load_one_engine(
 
 
 def test_load_script_summary_and_report(tmp_path: Path) -> None:
-    from rag.experiments import load_test as lt
+    from evals.experiments import load_test as lt
 
     assert lt.percentile([0.1, 0.2, 0.3, 0.4], 50) == pytest.approx(250.0)
     assert lt.percentile([], 95) is None

@@ -338,7 +338,7 @@ def test_without_a_token_the_chat_is_open(tmp_path: Path) -> None:
 
 
 def test_default_bind_address_is_loopback() -> None:
-    from rag.cli import build_parser
+    from kazrag.cli import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
     assert inspect.signature(api.serve).parameters["host"].default == "127.0.0.1"

@@ -1,6 +1,6 @@
 """Choose chunk size, overlap and fusion on the question set's dev split (retrieval only).
 
-    python -m rag.experiments.tune_retrieval [--split dev]
+    python -m evals.experiments.tune_retrieval [--split dev]
 
 For each chunking the chunks are embedded once; then dense, lexical and fused rankings are
 scored by hit@1/@5 and MRR@10, a chunk counting as relevant when it overlaps an evidence span.
@@ -14,7 +14,7 @@ import time
 
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
-from rag.evaluation import load_questions
+from evals.evaluation import load_questions
 from rag.fusion import fuse
 from rag.index import VectorIndex, search_text
 from rag.lexical import BM25Index
