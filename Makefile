@@ -49,7 +49,7 @@ test-fast: setup ## tests without the real model
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check rag ui evals kazrag tests
 	$(VENV)/bin/ruff format --check rag ui evals kazrag tests
-	$(VENV)/bin/mypy rag
+	$(VENV)/bin/mypy rag evals kazrag
 
 eval: index ## evaluate on the question set (test split) into reports/eval
 	$(KAZRAG) eval --split test

@@ -48,10 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.conversation import Turn, resolve
-from rag.embedding import Embedder
-from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
-from rag.lexical import LexicalConfig
 from evals.metrics import (
     KAZQAD_FLOOR,
     KAZQAD_MODES,
@@ -75,6 +71,9 @@ from evals.metrics import (
     parse_threshold,
     score,
 )
+from rag.conversation import Turn, resolve
+from rag.embedding import Embedder
+from rag.index import CorpusIndex, open_index
 from rag.schema import Answer, Document
 from rag.settings import PROJECT_ROOT, Settings
 
@@ -377,19 +376,16 @@ def kazqad_index(
     docs: Sequence[Document], folder: Path, embedder: Embedder, settings: Settings, source: Path
 ) -> CorpusIndex:
     """Load the cached KazQAD index when it matches model, chunking and contexts; else build it."""
-    try:
-        index = load_index(folder, embedder.name, settings.chunking, LexicalConfig())
-        if index.manifest.get("corpus_hash") == corpus_hash(docs):
-            return index
-        logger.info("KazQAD index at %s was built from other contexts; rebuilding", folder)
-    except IndexUnavailable as exc:
-        logger.info("%s", exc)
-    print(
-        f"indexing {len(docs)} KazQAD contexts into {folder} (once; a few minutes on 2 cores)",
-        file=sys.stderr,
-    )
-    return build_index(
-        docs, folder, embedder, settings.chunking, show_progress=sys.stderr.isatty(), corpus=source
+
+    def announce(n: int) -> None:
+        print(
+            f"indexing {n} KazQAD contexts into {folder} (once; a few minutes on 2 cores)",
+            file=sys.stderr,
+        )
+
+    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None)
+    return open_index(
+        spec, embedder, docs=docs, on_build=announce, show_progress=sys.stderr.isatty()
     )
 
 

@@ -41,25 +41,17 @@ def _print_json(obj: Any) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index of a corpus folder."""
     from rag.embedding import SentenceTransformerEmbedder
-    from rag.index import build_index
-    from rag.pipeline import corpus_documents
+    from rag.index import build, corpus_documents
 
     s = _settings(args)
-    docs = corpus_documents(s)
+    spec = s.index_spec.replace(kind=args.kind)
+    docs = corpus_documents(spec)
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
-    index = build_index(
-        docs,
-        s.index,
-        SentenceTransformerEmbedder(s.model),
-        s.chunking,
-        kind=args.kind,
-        show_progress=not args.quiet,
-        corpus=s.corpus,
-    )
+    index = build(spec, SentenceTransformerEmbedder(s.model), docs, show_progress=not args.quiet)
     m = index.manifest
     print(
         f"{m['n_chunks']} chunks ({m['embedded']['chunks']} newly embedded), "
-        f"{m['n_sentences']} sentences, {m['faiss_index']} index, {m['build_seconds']} s "
+        f"{m['n_sentences']} sentences, {m['store_kind']} {m['store']} index, {m['build_seconds']} s "
         f"-> {s.index}"
     )
     return 0
@@ -144,8 +136,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Answer every question of a JSONL file into another JSONL file."""
-    from rag.conversation import Turn
     from evals.evaluation import load_questions
+    from rag.conversation import Turn
     from rag.pipeline import QuestionError, answer, get_engine
 
     rows = load_questions(Path(args.inp), strict=False)

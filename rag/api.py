@@ -17,7 +17,6 @@ import hmac
 import itertools
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator, Sequence
@@ -684,7 +683,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    app.state.token = token if token is not None else settings.api_token
     app.state.started = time.time()
     _install_error_handlers(app)
     # The bearer check (and its entry in the schema) only exists when a token is configured,

@@ -8,43 +8,25 @@ and settings, and shared by every caller.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rag.conversation import Turn, is_followup, resolve
 from rag.embedding import Embedder, SentenceTransformerEmbedder
-from rag.generation import (
-    GeneratorConfig,
-    abstain_text,
-    compose,
-    detail_gain,
-    score_sentences,
-    select,
-    support,
-)
-from rag.index import (
-    CorpusIndex,
-    IndexUnavailable,
-    build_index,
-    corpus_hash,
-    load_index,
-    read_manifest,
-)
+from rag.generation import GeneratorConfig
+from rag.generators import AnswerGenerator, GenerationRequest, make_generator
+from rag.index import CorpusIndex, open_index
 from rag.language import detect_language
-from rag.lexical import LexicalConfig
 from rag.retriever import Retriever
-from rag.schema import Answer, Document, Hit
+from rag.schema import Answer, Hit
 from rag.settings import Settings
-from rag.sources import corpus_files, load_corpus
+from rag.stores import store_class
 
 logger = logging.getLogger(__name__)
 
@@ -87,62 +69,13 @@ def clean_question(question: object, max_chars: int) -> str:
     return text
 
 
-def corpus_documents(settings: Settings) -> list[Document]:
-    """The documents of the corpus folder plus the uploaded ones (uploads may be empty)."""
-    docs = load_corpus(settings.corpus)
-    if (
-        settings.uploads is not None
-        and settings.uploads.is_dir()
-        and corpus_files(settings.uploads)
-    ):
-        known = {d.doc_id for d in docs}
-        docs += [d for d in load_corpus(settings.uploads) if d.doc_id not in known]
-    return docs
-
-
-def _rebuild_source(settings: Settings) -> Path | None:
-    """The corpus an unusable index should be rebuilt from: the one it was built from."""
-    try:
-        recorded = read_manifest(settings.index).get("corpus")
-    except IndexUnavailable:
-        recorded = None
-    return Path(recorded) if recorded else settings.corpus
-
-
-def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
-    """Load the index; rebuild it when it is missing, damaged or built with other settings.
-
-    A rebuild uses the corpus the index was built from (its manifest says which), so pointing
-    ``--index`` at an index of another corpus never overwrites it with the default seeds; such
-    an index is otherwise used as is. The index of ``settings.corpus`` is also updated when the
-    corpus (or the uploads) changed.
-    """
-    try:
-        index = load_index(settings.index, embedder.name, settings.chunking, LexicalConfig())
-    except IndexUnavailable as exc:
-        source = _rebuild_source(settings)
-        if not rebuild or source is None or not source.is_dir():
-            raise type(exc)(
-                f"{exc} (its corpus {source} is not available to rebuild it from)"
-            ) from exc
-        logger.warning("%s; rebuilding it from %s", exc, source)
-        same = source.resolve() == settings.corpus.resolve()
-        docs = corpus_documents(settings) if same else load_corpus(source)
-        return build_index(docs, settings.index, embedder, settings.chunking, corpus=source)
-    same_corpus = index.manifest.get("corpus") == str(settings.corpus)
-    if rebuild and same_corpus and settings.corpus.is_dir():
-        docs = corpus_documents(settings)
-        if corpus_hash(docs) != index.manifest.get("corpus_hash"):
-            logger.info("corpus %s changed; updating the index", settings.corpus)
-            return build_index(
-                docs, settings.index, embedder, settings.chunking, corpus=settings.corpus
-            )
-    return index
-
-
 @dataclass
 class Engine:
-    """The loaded model, index and retriever for one set of settings."""
+    """The loaded model, index, retriever and answer generator for one set of settings.
+
+    ``generator`` is the composer's configuration (``settings.composer``); ``answerer`` is the
+    generator chosen from ``settings.generator`` when the engine was made.
+    """
 
     settings: Settings
     embedder: Embedder
@@ -150,6 +83,7 @@ class Engine:
     retriever: Retriever
     generator: GeneratorConfig
     lock: threading.RLock
+    answerer: AnswerGenerator
 
     def reload(self, index: CorpusIndex) -> None:
         """Swap in a rebuilt index (after an upload) without reloading the model."""
@@ -159,14 +93,7 @@ class Engine:
 
 
 def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Retriever:
-    return Retriever(
-        index,
-        embedder,
-        candidates=settings.candidates,
-        lexical_weight=settings.lexical_weight,
-        method=settings.fusion,
-        rrf_k=settings.rrf_k,
-    )
+    return Retriever(index, embedder, settings)
 
 
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -175,14 +102,11 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
-    faiss.omp_set_num_threads(1)
-    index = open_index(settings, emb)
-    gen = GeneratorConfig()
-    if settings.abstain_threshold is not None:
-        gen = dataclasses.replace(
-            gen, abstain_kk=settings.abstain_threshold, abstain_other=settings.abstain_threshold
-        )
-    return Engine(settings, emb, index, _retriever(index, emb, settings), gen, threading.RLock())
+    store_class(settings.store).set_threads(1)
+    index = open_index(settings.index_spec, emb)
+    retriever = _retriever(index, emb, settings)
+    answerer = make_generator(settings, emb)
+    return Engine(settings, emb, index, retriever, settings.composer, threading.RLock(), answerer)
 
 
 @functools.lru_cache(maxsize=4)
@@ -212,33 +136,6 @@ def retrieve(
     with engine.lock:
         retriever = engine.retriever
     return retriever.search(query, k, query_vector=query_vector)
-
-
-def extractive_answer(
-    engine: Engine,
-    question: str,
-    query: str,
-    language: str,
-    hits: Sequence[Hit],
-    query_vector: np.ndarray | None = None,
-) -> tuple[str, bool, tuple, float]:
-    """Compose the evidence-first answer; returns (text, abstained, citations, support)."""
-    qvec = query_vector if query_vector is not None else engine.embedder.embed_queries([query])[0]
-    scored = score_sentences(
-        qvec, query, hits, engine.index, engine.generator, engine.embedder.embed_passages
-    )
-    strength = support(scored, query, engine.generator)
-    if strength < engine.generator.threshold(language):
-        return abstain_text(language), True, (), strength
-    gain_limit = engine.generator.detail_threshold(language)
-    if gain_limit is not None and scored:
-        # Measured and calibrated on the question as asked, not on a resolved follow-up.
-        own = qvec if query == question else engine.embedder.embed_queries([question])[0]
-        gain = detail_gain(question, own, scored[0].vector, engine.embedder.embed_queries)
-        if gain > gain_limit:
-            return abstain_text(language), True, (), strength
-    text, citations = compose(select(scored, engine.generator), language)
-    return text, False, citations, strength
 
 
 def answer(
@@ -284,32 +181,26 @@ def stream_answer(
         )
     language = detect_language(text_q)
     query = resolve(text_q, history)
-    if cfg.generator != "extractive" and history and is_followup(text_q):
-        from rag.llm import standalone_question
-
-        query = standalone_question(cfg, text_q, history, fallback=query)
+    if history and is_followup(text_q):
+        # A language model rewrites a follow-up to stand alone; the composer keeps ``query``.
+        query = eng.answerer.standalone_question(text_q, history, fallback=query)
     qvec = eng.embedder.embed_queries([query])[0]
     hits = retrieve(eng, query, k, qvec)
     t_ret = _ms(t0)
     t1 = time.perf_counter()
-    note = None
-    if cfg.generator != "extractive":
-        from rag.llm import llm_answer
-
-        result = yield from llm_answer(eng, text_q, query, language, hits, history)
-        text, abstained, citations, note = result
-    else:
-        text, abstained, citations, _ = extractive_answer(eng, text_q, query, language, hits, qvec)
-        yield text
+    request = GenerationRequest(
+        text_q, query, language, tuple(hits), eng.index, tuple(history), qvec
+    )
+    result = yield from eng.answerer.generate(request)
     final = Answer(
         id=qid,
         question=text_q,
-        answer=text,
+        answer=result.text,
         language=language,
-        abstained=abstained,
-        citations=citations,
+        abstained=result.abstained,
+        citations=result.citations,
         retrieved=tuple(hits),
         timings_ms={"retrieve": t_ret, "generate": _ms(t1), "total": _ms(t0)},
-        note=note,
+        note=result.note,
     )
     yield final

@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 
 from evals.bench import write_section
-from rag.settings import DEFAULT_CORPUS, PROJECT_ROOT
+from rag.settings import DEFAULT_CORPUS, PROJECT_ROOT, env_value
 
 
 def free_port() -> int:
@@ -93,7 +93,7 @@ def server(
 
 
 def _auth() -> dict[str, str]:
-    token = os.environ.get("KAZRAG_API_TOKEN")
+    token = env_value("API_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 

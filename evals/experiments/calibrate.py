@@ -18,8 +18,8 @@ import math
 import os
 from pathlib import Path
 
-from rag.conversation import Turn, resolve
 from evals.evaluation import load_questions
+from rag.conversation import Turn, resolve
 from rag.generation import GeneratorConfig, detail_gain, score_sentences, support
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env

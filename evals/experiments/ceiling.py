@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.conversation import Turn, resolve
 from evals.evaluation import load_questions
+from evals.metrics import normalize_answer
+from rag.conversation import Turn, resolve
 from rag.generation import (
     ScoredSentence,
     answer_type,
@@ -47,7 +48,6 @@ from rag.generation import (
     support,
 )
 from rag.lexical import analyze
-from evals.metrics import normalize_answer
 from rag.pipeline import Engine, answer, get_engine, make_engine, retrieve
 from rag.schema import Sentence
 from rag.settings import DEFAULT_CORPUS, from_env

@@ -42,7 +42,7 @@ import numpy as np
 from evals.bench import write_section
 from evals.experiments import api_bench
 from rag.schema import MARKER_RE
-from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
+from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT, env_value
 
 ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
 # Once warmed up under the same concurrency, memory must not grow with the number of requests:
@@ -98,7 +98,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def _auth() -> dict[str, str]:
-    token = os.environ.get("KAZRAG_API_TOKEN")
+    token = env_value("API_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 

@@ -15,8 +15,8 @@ import itertools
 import os
 from typing import Any
 
-from rag.conversation import Turn, resolve
 from evals.evaluation import load_questions
+from rag.conversation import Turn, resolve
 from rag.generation import GeneratorConfig, compose, score_sentences, select
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env
