@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,19 @@ import pytest
 
 from rag.schema import Answer, Citation
 from rag.settings import Settings
-from tests.test_library import AUYL, SEED_FILES, small_engine
+from tests.helpers import (
+    AUYL,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SEED_FILES,
+    ask,
+    small_engine,
+)
 from ui import app as ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 QUESTION = (
     "HAQ қозғалысы Қордай оқиғасынан кейін Қазақстан халқы ассамблеясының қызметін қалай бағалады?"
 )
-TIMEOUT_MS = 60_000
 
 
 def _answer(text: str, citations: tuple[Citation, ...] = (), note: str | None = None) -> Answer:
@@ -133,61 +136,6 @@ def test_feedback_goes_to_a_settings_derived_jsonl(tmp_path: Path) -> None:
 
 
 # --- the browser ----------------------------------------------------------------------------
-
-
-def _playwright() -> Any:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium chromium-driver")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip(
-            "playwright is not installed: pip install playwright (not `playwright install`)"
-        )
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from rag.api import build_app
-    from tests.test_api import running_server
-
-    _playwright()  # skip before building anything
-    engine = small_engine(tmp_path_factory.mktemp("ui"))
-    with running_server(build_app(engine.settings, engine, token="")) as url:
-        yield url, engine
-
-
-@pytest.fixture(scope="module")
-def browser(served: tuple[str, Any]) -> Iterator[Any]:
-    sync_playwright = _playwright()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def page(browser: Any, served: tuple[str, Any]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="kk-KZ")
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    pg.goto(served[0] + "/")
-    pg.wait_for_selector("#kz-input textarea")
-    yield pg
-    context.close()
-
-
-def ask(page: Any, question: str, n_answers: int) -> Any:
-    """Type a question, send it, and wait for the n-th answer to get its citation links."""
-    page.fill("#kz-input textarea", question)
-    page.click("#kz-send")
-    page.wait_for_function(
-        "n => document.querySelectorAll('#kz-chat a.kz-cite[href^=\"#kz-src-' + (n - 1) + '-\"]')"
-        ".length > 0",
-        arg=n_answers,
-    )
-    return page
 
 
 @pytest.mark.integration
@@ -315,7 +263,7 @@ def take_screenshot(out: Path, index: Path | None) -> None:
     from rag.api import build_app
     from rag.pipeline import make_engine
     from rag.settings import from_env
-    from tests.test_api import running_server
+    from tests.helpers import running_server
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = from_env(index=index, uploads=Path(tmp) / "uploads")
