@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -74,7 +74,9 @@ class Engine:
     """The loaded model, index, retriever and answer generator for one set of settings.
 
     ``generator`` is the composer's configuration (``settings.composer``); ``answerer`` is the
-    generator chosen from ``settings.generator`` when the engine was made.
+    generator ``settings.generator`` names, made with the engine (and made again by
+    ``dataclasses.replace(engine, settings=...)``, so a copy with other language-model settings
+    answers with them while sharing the model and the index).
     """
 
     settings: Settings
@@ -83,7 +85,10 @@ class Engine:
     retriever: Retriever
     generator: GeneratorConfig
     lock: threading.RLock
-    answerer: AnswerGenerator
+    answerer: AnswerGenerator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.answerer = make_generator(self.settings, self.embedder, self.generator)
 
     def reload(self, index: CorpusIndex) -> None:
         """Swap in a rebuilt index (after an upload) without reloading the model."""
@@ -105,8 +110,7 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     store_class(settings.store).set_threads(1)
     index = open_index(settings.index_spec, emb)
     retriever = _retriever(index, emb, settings)
-    answerer = make_generator(settings, emb)
-    return Engine(settings, emb, index, retriever, settings.composer, threading.RLock(), answerer)
+    return Engine(settings, emb, index, retriever, settings.composer, threading.RLock())
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from rag import bench
+from evals import bench
 from rag.settings import Settings
 from rag.stores.faiss import FaissStore
 from tests.conftest import SEEDS

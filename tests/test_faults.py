@@ -136,9 +136,9 @@ def test_unusable_index_is_rebuilt_at_startup(
     with pytest.raises(IndexUnavailable):  # the damage is real: loading as is fails
         load_index(settings.index, "hash-embedder", settings.chunking)
 
-    with caplog.at_level(logging.WARNING, logger="rag.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="rag.index"):
         engine = make_engine(settings, HashEmbedder())
-    messages = [r.getMessage() for r in caplog.records if r.name == "rag.pipeline"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "rag.index"]
     # One clear line: what is wrong and where the rebuild comes from.
     assert any("rebuilding it from" in m and str(settings.corpus) in m for m in messages)
     assert _ranking(engine) == reference

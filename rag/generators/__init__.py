@@ -14,12 +14,20 @@ from rag.generators.extractive import ExtractiveGenerator
 
 if TYPE_CHECKING:
     from rag.embedding import Embedder
+    from rag.generation import GeneratorConfig
     from rag.settings import Settings
 
 
-def make_generator(settings: Settings, embedder: Embedder) -> AnswerGenerator:
-    """The generator ``settings.generator`` names (the language-model one loads lazily)."""
-    composer = ExtractiveGenerator(embedder, settings.composer)
+def make_generator(
+    settings: Settings, embedder: Embedder, composer_config: GeneratorConfig | None = None
+) -> AnswerGenerator:
+    """The generator ``settings.generator`` names (the language-model one loads lazily).
+
+    ``composer_config`` (default ``settings.composer``) configures the evidence-first composer,
+    which is also the language model's fallback.
+    """
+    config = composer_config if composer_config is not None else settings.composer
+    composer = ExtractiveGenerator(embedder, config)
     if settings.generator == "extractive":
         return composer
     from rag.llm import LLMGenerator  # langchain-openai only when a model is configured
