@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from rag import api, library
 from rag.pipeline import Engine
+from rag.settings import from_env
 from tests.helpers import (
     AUYL,
     SEED_FILES,
@@ -417,8 +418,9 @@ def _guarded_routes(app: FastAPI) -> list[tuple[str, str]]:
 def test_every_api_and_v1_route_wants_the_token(
     shared_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # KAZRAG_API_TOKEN reaches the app through Settings (rag/settings.py reads it)
     monkeypatch.setenv(api.TOKEN_ENV, TOKEN)
-    app = api.create_app(shared_engine.settings, shared_engine)
+    app = api.create_app(from_env(index=shared_engine.settings.index), shared_engine)
     routes = _guarded_routes(app)
     assert len(routes) == 8
     with TestClient(app) as c:
