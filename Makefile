@@ -52,16 +52,16 @@ test-fast: setup ## tests without the real model
 	$(PY) -m pytest -q -m "not model and not integration"
 
 lint: setup ## ruff and mypy
-	$(VENV)/bin/ruff check rag ui tests
-	$(VENV)/bin/ruff format --check rag ui tests
-	$(VENV)/bin/mypy rag
+	$(VENV)/bin/ruff check rag ui evals kazrag tests
+	$(VENV)/bin/ruff format --check rag ui evals kazrag tests
+	$(VENV)/bin/mypy rag evals kazrag
 
 eval: index ## evaluate on the question set (test split) into reports/eval
 	$(KAZRAG) eval --split test
 
 bench: index ## speed, memory, encoder backends and the load test into BENCHMARKS.md
 	$(KAZRAG) bench --kazqad ../shared/benchmarks/kazqad/kazqad-reading-comprehension-v1.0-kk-validation.jsonl
-	$(PY) -m rag.experiments.load_test
+	$(PY) -m evals.experiments.load_test
 
 screenshot: index browser ## refresh docs/screenshot.png (the chat in Chromium, real model)
 	$(PY) -m tests.test_ui_browser --screenshot docs/screenshot.png

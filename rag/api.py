@@ -24,7 +24,6 @@ import importlib.resources
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 import typing
@@ -1081,7 +1080,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    app.state.token = token if token is not None else settings.api_token
     app.state.started = time.time()
     app.state.ready = False
     app.state.failed = False

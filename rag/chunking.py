@@ -93,7 +93,7 @@ _ROMAN = re.compile(r"^[IVXLC]+$")
 class ChunkingConfig:
     """How documents are cut into chunks; recorded in the index manifest."""
 
-    # Chosen on the dev split (rag/experiments/tune_retrieval.py, BENCHMARKS.md): 1400-char
+    # Chosen on the dev split (evals/experiments/tune_retrieval.py, BENCHMARKS.md): 1400-char
     # chunks beat 400-1000 on hit@1/MRR and stay under ~370 e5 tokens (the model reads 512).
     target_chars: int = 1400
     max_chars: int = 1800

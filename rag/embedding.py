@@ -157,6 +157,7 @@ class SentenceTransformerEmbedder:
         )
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
+
 def make_embedder(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND) -> Embedder:
     """The embedder for a model and backend; nothing is loaded until the first encode.
 

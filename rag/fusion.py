@@ -2,7 +2,7 @@
 
 Two standard methods: weighted reciprocal-rank fusion (robust, ignores score scales) and
 weighted min-max score fusion (keeps how *much* better the top hit is). Which one and which
-weights are chosen on data: see ``rag/experiments`` and BENCHMARKS.md.
+weights are chosen on data: see ``evals/experiments`` and BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 Ranked = Sequence[tuple[int, float]]  # (row, score), best first
+# The usual RRF constant (Cormack et al. 2009); the ``rrf_k`` setting defaults to it.
+RRF_K = 60
 
 
-def rrf(lists: Sequence[Ranked], weights: Sequence[float], k: int = 60) -> list[tuple[int, float]]:
+def rrf(
+    lists: Sequence[Ranked], weights: Sequence[float], k: int = RRF_K
+) -> list[tuple[int, float]]:
     """Weighted reciprocal-rank fusion: ``sum_i w_i / (k + rank_i)``, best first."""
     if len(lists) != len(weights):
         raise ValueError("one weight per ranked list")
@@ -43,9 +47,10 @@ def minmax(lists: Sequence[Ranked], weights: Sequence[float]) -> list[tuple[int,
 
 
 def fuse(
-    lists: Sequence[Ranked], weights: Sequence[float], method: str = "rrf", k: int = 60
+    lists: Sequence[Ranked], weights: Sequence[float], method: str, k: int = RRF_K
 ) -> list[tuple[int, float]]:
-    """Dispatch to :func:`rrf` or :func:`minmax`."""
+    """Dispatch to :func:`rrf` or :func:`minmax` (the ``fusion`` setting chooses; no default
+    here, so the one default lives in :class:`rag.settings.Settings`)."""
     if method == "rrf":
         return rrf(lists, weights, k)
     if method == "minmax":

@@ -11,7 +11,7 @@ questions get a lead sentence in their language and the Kazakh sentences quoted 
 there is no offline translation, and an invented one would be worse than none.
 
 When the best sentence is not supported well enough (a threshold calibrated on the question
-set's dev split, see ``rag/experiments/calibrate.py``) the answer says the documents do not hold
+set's dev split, see ``evals/experiments/calibrate.py``) the answer says the documents do not hold
 the answer, and the closest passages are still returned. A Russian or English question also
 gets that answer when its best sentence ignores one of its words (:func:`detail_gain`).
 """
@@ -122,7 +122,7 @@ class GeneratorConfig:
     duplicate_cosine: float = 0.93
     max_answer_chars: int = 900
     # Abstention thresholds on the support score, calibrated on the dev split by
-    # rag/experiments/calibrate.py. Russian and English questions share no stems with the
+    # evals/experiments/calibrate.py. Russian and English questions share no stems with the
     # Kazakh sources, so their scores sit lower and get their own threshold.
     abstain_kk: float = 0.82
     abstain_other: float = 0.80
@@ -131,7 +131,7 @@ class GeneratorConfig:
     untyped_penalty: float = 0.3
     # A Russian or English question also abstains when leaving out one of its words brings the
     # best sentence this much closer to it (cosine): the sentence ignores a detail the question
-    # asks about. Calibrated on the dev split (rag/experiments/calibrate.py); ``None`` turns it
+    # asks about. Calibrated on the dev split (evals/experiments/calibrate.py); ``None`` turns it
     # off. Kazakh questions do not use it: there it does not separate (ROC AUC 0.38).
     detail_gain_other: float | None = 0.0321
     # Following the document (:func:`follow`): how many sentences one chosen sentence may bring

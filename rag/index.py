@@ -4,7 +4,8 @@ Layout of an index folder::
 
     manifest.json          written last; format version, model, dimension, chunking, corpus hash…
     chunks.jsonl           one chunk record per line (JSON, never pickle)
-    vectors.faiss          FAISS index over the chunk vectors (inner product on unit vectors)
+    vectors.faiss          the vector store's files (rag/stores/; FAISS by default): chunk
+                           vectors searched by inner product on unit vectors
     vectors.npy            the chunk vectors themselves (embedding cache for incremental builds)
     sentences.npy          vectors of every chunk sentence (the evidence-first generator uses them)
     sentences.json         the key (doc_id, start, end) of each sentence row
@@ -14,6 +15,11 @@ Layout of an index folder::
 
 A build writes everything to a temporary sibling folder and renames it into place, so a crash
 or a kill never leaves a half-written index where the old one was.
+
+The lifecycle every caller uses (CLI, server, document library, evaluation, benchmark):
+:func:`open_index` loads an index, or builds it, or rebuilds it from its own corpus;
+:func:`build` builds one from an :class:`IndexSpec` (what it is built from, where it lives, the
+settings that shape it).
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import Embedder
 from rag.lexical import BM25Index, LexicalConfig, analyze
 from rag.schema import Chunk, Document, Page, Sentence, page_span
+from rag.sources import CorpusProgress, Skipped, SourceError, corpus_files, load_corpus, read_corpus
+from rag.stores import VectorStore, store_class
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +56,6 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TEXTS = "texts"
-# Below this many chunks an exact flat index is both faster to build and fast enough to search
-# (measured in BENCHMARKS.md: flat search at 100k x 384 takes ~6 ms a query on one core, 3 ms at
-# 50k); above it
-# HNSW keeps query latency flat at a small recall cost.
-HNSW_THRESHOLD = 50_000
-HNSW_M = 32
-HNSW_EF_SEARCH = 128
 
 
 class IndexUnavailable(RuntimeError):
@@ -113,68 +113,15 @@ def _text_key(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-class VectorIndex:
-    """A FAISS index over unit vectors: exact below :data:`HNSW_THRESHOLD`, HNSW above."""
-
-    def __init__(self, index: faiss.Index) -> None:
-        self.faiss = index
-
-    @property
-    def kind(self) -> str:
-        """``flat`` or ``hnsw``."""
-        return "hnsw" if isinstance(self.faiss, faiss.IndexHNSWFlat) else "flat"
-
-    @classmethod
-    def build(cls, vectors: np.ndarray, kind: str = "auto") -> VectorIndex:
-        """Build from row vectors (already L2-normalised)."""
-        n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
-        if kind == "auto":
-            kind = "hnsw" if n >= HNSW_THRESHOLD else "flat"
-        if kind == "hnsw":
-            hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = 80
-            hnsw.hnsw.efSearch = HNSW_EF_SEARCH
-            index: faiss.Index = hnsw
-        elif kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        else:
-            raise ValueError(f"unknown index kind {kind!r} (auto, flat or hnsw)")
-        if n:
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(index)
-
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """Top-k (row, cosine) per query; FAISS pads short lists with -1, which are dropped."""
-        if self.faiss.ntotal == 0 or k <= 0:
-            return [[] for _ in range(len(queries))]
-        scores, rows = self.faiss.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return [
-            [(int(r), float(s)) for r, s in zip(rr, ss, strict=True) if r >= 0]
-            for rr, ss in zip(rows, scores, strict=True)
-        ]
-
-    def save(self, path: Path) -> None:
-        """Write the FAISS file."""
-        faiss.write_index(self.faiss, str(path))
-
-    @classmethod
-    def load(cls, path: Path) -> VectorIndex:
-        """Read a FAISS file."""
-        index = faiss.read_index(str(path))
-        if isinstance(index, faiss.IndexHNSW):
-            index.hnsw.efSearch = HNSW_EF_SEARCH
-        return cls(index)
-
-
 @dataclass
 class CorpusIndex:
-    """A loaded index: chunks, their vectors, the FAISS and BM25 indexes, sentence vectors."""
+    """A loaded index: chunks, their vectors, the vector store and BM25 index, sentence vectors."""
 
     folder: Path
     manifest: dict[str, Any]
     chunks: list[Chunk]
     vectors: np.ndarray
-    dense: VectorIndex
+    dense: VectorStore
     lexical: BM25Index
     sentence_keys: list[SentenceKey]
     sentence_vectors: np.ndarray
@@ -344,6 +291,7 @@ def build_index(
     kind: str = "auto",
     show_progress: bool = False,
     corpus: Path | None = None,
+    store: str = "faiss",
 ) -> CorpusIndex:
     """Chunk, embed (reusing the previous index's vectors) and save atomically into ``folder``."""
     t0 = time.perf_counter()
@@ -372,7 +320,7 @@ def build_index(
                 keys.append(key)
                 texts.append(s.text)
     sentence_vectors, new_sentences = _embed_cached(texts, cache, embedder.embed_passages, dim)
-    dense = VectorIndex.build(vectors, kind)
+    dense = store_class(store).build(vectors, kind)
     bm25 = BM25Index.build([search_text(c) for c in chunks], lexical_cfg)
     per_doc: dict[str, int] = {}
     for c in chunks:
@@ -385,7 +333,8 @@ def build_index(
         "dimension": dim,
         "normalized": True,
         "metric": "inner_product",
-        "faiss_index": dense.kind,
+        "store": store,
+        "store_kind": dense.kind,
         "chunking": chunking.to_json(),
         "lexical": lexical_cfg.to_json(),
         "corpus": str(corpus) if corpus else None,
@@ -493,7 +442,7 @@ def _write_atomically(
     folder: Path,
     chunks: Sequence[Chunk],
     vectors: np.ndarray,
-    dense: VectorIndex,
+    dense: VectorStore,
     bm25: BM25Index,
     keys: Sequence[SentenceKey],
     texts: Sequence[str],
@@ -511,7 +460,7 @@ def _write_atomically(
     try:
         _write_jsonl(tmp / "chunks.jsonl", [c.to_json() for c in chunks])
         np.save(tmp / "vectors.npy", vectors)
-        dense.save(tmp / "vectors.faiss")
+        dense.save(tmp)
         bm25.save(tmp / "lexical")
         (tmp / "sentences.json").write_text(
             json.dumps(
@@ -535,15 +484,23 @@ def _write_atomically(
         shutil.rmtree(old, ignore_errors=True)
 
 
+def manifest_store(manifest: dict[str, Any]) -> str:
+    """The vector store an index was built with (indexes from before the seam are FAISS)."""
+    return str(manifest.get("store", "faiss"))
+
+
 def check_manifest(
     manifest: dict[str, Any],
     folder: Path,
     model: str | None = None,
     chunking: ChunkingConfig | None = None,
     lexical: LexicalConfig | None = None,
+    store: str | None = None,
 ) -> None:
     """Raise :class:`IndexMismatch` naming every setting that differs from the index's."""
     problems = []
+    if store is not None and manifest_store(manifest) != store:
+        problems.append(f"store: index has {manifest_store(manifest)!r}, asked for {store!r}")
     if model is not None and manifest.get("model") != model:
         problems.append(f"model: index has {manifest.get('model')!r}, asked for {model!r}")
     if chunking is not None and manifest.get("chunking") != chunking.to_json():
@@ -567,16 +524,20 @@ def load_index(
     model: str | None = None,
     chunking: ChunkingConfig | None = None,
     lexical: LexicalConfig | None = None,
+    store: str | None = None,
 ) -> CorpusIndex:
-    """Load an index folder, checking its manifest against the expected settings."""
+    """Load an index folder, checking its manifest against the expected settings.
+
+    The vector store is the one the manifest names; ``store`` (when given) must match it.
+    """
     if not (folder / MANIFEST).is_file():
         clean_leftovers(folder)  # a build killed between its two renames left it aside
     manifest = read_manifest(folder)
-    check_manifest(manifest, folder, model, chunking, lexical)
+    check_manifest(manifest, folder, model, chunking, lexical, store)
     try:
         chunks = [Chunk.from_json(r) for r in _read_jsonl(folder / "chunks.jsonl")]
         vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-        dense = VectorIndex.load(folder / "vectors.faiss")
+        dense = store_class(manifest_store(manifest)).load(folder)
         bm25 = BM25Index.load(folder / "lexical")
         raw_keys = json.loads((folder / "sentences.json").read_text(encoding="utf-8"))
         sentence_vectors = np.load(folder / "sentences.npy", allow_pickle=False)
@@ -586,7 +547,7 @@ def load_index(
     sizes = {
         "chunks": len(chunks),
         "vectors": len(vectors),
-        "faiss": dense.faiss.ntotal,
+        "store": dense.count(),
         "manifest": manifest.get("n_chunks"),
     }
     if len(set(sizes.values())) != 1 or len(keys) != len(sentence_vectors):
@@ -594,3 +555,140 @@ def load_index(
     if vectors.ndim != 2 or vectors.shape[1] != manifest.get("dimension"):
         raise IndexMissing(f"index at {folder} has vectors of the wrong shape; rebuild it")
     return CorpusIndex(folder, manifest, chunks, vectors, dense, bm25, keys, sentence_vectors)
+
+
+# --- the lifecycle ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Where an index lives, what it is built from, and the settings that shape it.
+
+    ``corpus`` is the folder (or, for a benchmark, the file) the index is built from and is
+    recorded in its manifest, so a damaged index is rebuilt from its own corpus; ``uploads``
+    holds documents added through the chat or the API (part of the corpus when it exists).
+    """
+
+    folder: Path
+    corpus: Path | None = None
+    uploads: Path | None = None
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    lexical: LexicalConfig = field(default_factory=LexicalConfig)
+    store: str = "faiss"
+    kind: str = "auto"
+
+    def replace(self, **changes: Any) -> IndexSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def corpus_documents(spec: IndexSpec) -> list[Document]:
+    """The documents of the corpus folder plus the uploaded ones (uploads may be empty).
+
+    Text already extracted from a PDF (OCR included) is taken from the index's ``texts/``.
+    A file that cannot be read is logged and left out; the others are still indexed.
+    """
+    docs, skipped = read_documents(spec)
+    if not docs and spec.corpus is not None:
+        why = "; ".join(s.reason for s in skipped) if skipped else "no documents"
+        raise SourceError(f"no readable documents in {spec.corpus}: {why}")
+    return docs
+
+
+def read_documents(
+    spec: IndexSpec, progress: CorpusProgress | None = None
+) -> tuple[list[Document], list[Skipped]]:
+    """:func:`corpus_documents` with the files that were skipped (and why), for ``kazrag index``."""
+    cache = spec.folder / TEXTS
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    if spec.corpus is not None:
+        docs, skipped = read_corpus(spec.corpus, cache, progress)
+    if spec.uploads is not None and spec.uploads.is_dir() and corpus_files(spec.uploads):
+        known = {d.doc_id for d in docs}
+        more, more_skipped = read_corpus(spec.uploads, cache, progress)
+        docs += [d for d in more if d.doc_id not in known]
+        skipped += more_skipped
+    return docs, skipped
+
+
+def build(
+    spec: IndexSpec,
+    embedder: Embedder,
+    docs: Sequence[Document] | None = None,
+    show_progress: bool = False,
+) -> CorpusIndex:
+    """Build the index of ``spec`` from ``docs`` (default: its corpus and uploads)."""
+    return build_index(
+        corpus_documents(spec) if docs is None else docs,
+        spec.folder,
+        embedder,
+        spec.chunking,
+        spec.lexical,
+        kind=spec.kind,
+        show_progress=show_progress,
+        corpus=spec.corpus,
+        store=spec.store,
+    )
+
+
+def _rebuild_source(spec: IndexSpec) -> Path | None:
+    """The corpus an unusable index should be rebuilt from: the one it was built from."""
+    try:
+        recorded = read_manifest(spec.folder).get("corpus")
+    except IndexUnavailable:
+        recorded = None
+    return Path(recorded) if recorded else spec.corpus
+
+
+def open_index(
+    spec: IndexSpec,
+    embedder: Embedder,
+    rebuild: bool = True,
+    docs: Sequence[Document] | None = None,
+    on_build: Callable[[int], None] | None = None,
+    show_progress: bool = False,
+) -> CorpusIndex:
+    """Load the index; build it when it is missing, damaged, built with other settings or stale.
+
+    Without ``docs``, a rebuild uses the corpus the index was built from (its manifest says
+    which), so pointing at an index of another corpus never overwrites it with the default
+    seeds; such an index is otherwise used as is. The index of ``spec.corpus`` is also updated
+    when the corpus (or the uploads) changed. With ``docs`` (documents that live in no folder,
+    e.g. KazQAD's contexts) the index is rebuilt from them whenever it does not hold exactly
+    them. ``on_build`` is called with the number of documents before any build.
+    """
+
+    def build_from(documents: Sequence[Document], corpus: Path | None) -> CorpusIndex:
+        if on_build is not None:
+            on_build(len(documents))
+        return build(spec.replace(corpus=corpus), embedder, documents, show_progress)
+
+    try:
+        index = load_index(spec.folder, embedder.name, spec.chunking, spec.lexical, spec.store)
+    except IndexUnavailable as exc:
+        if docs is not None:
+            logger.info("%s; building it", exc)
+            return build_from(docs, spec.corpus)
+        source = _rebuild_source(spec)
+        if not rebuild or source is None or not source.is_dir():
+            raise type(exc)(
+                f"{exc} (its corpus {source} is not available to rebuild it from)"
+            ) from exc
+        logger.warning("%s; rebuilding it from %s", exc, source)
+        same = spec.corpus is not None and source.resolve() == spec.corpus.resolve()
+        docs_ = corpus_documents(spec) if same else load_corpus(source, spec.folder / TEXTS)
+        return build_from(docs_, source)
+    if docs is not None:
+        if corpus_hash(docs) != index.manifest.get("corpus_hash"):
+            logger.info("index at %s was built from other documents; rebuilding", spec.folder)
+            return build_from(docs, spec.corpus)
+        return index
+    corpus = spec.corpus
+    same_corpus = corpus is not None and index.manifest.get("corpus") == str(corpus)
+    if rebuild and same_corpus and corpus is not None and corpus.is_dir():
+        current = corpus_documents(spec)
+        if corpus_hash(current) != index.manifest.get("corpus_hash"):
+            logger.info("corpus %s changed; updating the index", corpus)
+            return build_from(current, corpus)
+    return index

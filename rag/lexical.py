@@ -13,7 +13,7 @@ The analyzer (:func:`analyze`) does, in order:
    Russian/English stop-words, since questions come in kk/ru/en. A few Russian stop-words that
    are also Kazakh content words (``он`` "ten", ``без`` "gland", ``ал``…) are deliberately left out.
 4. Each remaining word is normalised to a stem by the configured method. The default was chosen
-   by measurement on KazQAD (see ``rag/experiments/kazqad_lexical.py``): a rule-based Kazakh
+   by measurement on KazQAD (see ``evals/experiments/kazqad_lexical.py``): a rule-based Kazakh
    suffix stripper (case, possessive, plural endings, stripped right to left in morphotactic
    order) followed by cutting the stem to its first ``prefix_len`` letters. Digit tokens are
    never cut.
@@ -82,7 +82,7 @@ class LexicalConfig:
     method: ``none`` (word as is), ``prefix`` (first ``prefix_len`` letters),
       ``suffix`` (rule-based Kazakh suffix stripper), ``suffix_prefix`` (stripper, then cut to
       ``prefix_len``). (Dictionary lemmatisers, kazstem and hunspell-kk, are compared in the
-      experiment only: see ``rag/experiments/kazqad_lexical.py``.)
+      experiment only: see ``evals/experiments/kazqad_lexical.py``.)
     prefix_len: letters kept by the ``*prefix`` methods (0 = no cut).
     min_stem: the suffix stripper never leaves fewer letters than this.
     suffix_set: ``nominal`` (plural, possessive, case and a few attributive endings) or ``full``

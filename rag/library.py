@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.index import TEXTS, CorpusIndex, build_index
+from rag.index import TEXTS, CorpusIndex, build, corpus_documents
 from rag.readers import SUPPORTED_SUFFIXES, Extracted, cached_extract, file_key, reader_for
 from rag.readers.base import SourceTooLarge
 from rag.sources import SourceError, document_from
@@ -265,7 +265,7 @@ def document_file(settings: Settings, doc_id: str) -> tuple[Path, str]:
 class _ReportingEmbedder:
     """Passes batches to the real embedder and reports each one, so an upload shows progress.
 
-    ``build_index`` embeds what it has not seen before in two calls: the new chunks, then their
+    ``build`` embeds what it has not seen before in two calls: the new chunks, then their
     new sentences (about ten per chunk, the longer part); they share the 0.4–0.95 stretch.
     """
 
@@ -299,19 +299,11 @@ class _ReportingEmbedder:
 
 
 def _rebuild(engine: Engine, progress: Progress) -> CorpusIndex:
-    from rag.pipeline import corpus_documents
-
-    settings = engine.settings
+    spec = engine.settings.index_spec
     progress(0.3, "reading the corpus")
-    docs = corpus_documents(settings)
+    docs = corpus_documents(spec)
     progress(0.4, "updating the index")
-    index = build_index(
-        docs,
-        settings.index,
-        _ReportingEmbedder(engine.embedder, progress),
-        settings.chunking,
-        corpus=settings.corpus,
-    )
+    index = build(spec, _ReportingEmbedder(engine.embedder, progress), docs)
     progress(0.97, "loading the new index")
     engine.reload(index)
     progress(1.0, "done")

@@ -31,7 +31,10 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from rag.embedding import Embedder
 from rag.generation import ABSTAIN
+from rag.generators.base import Generated, GenerationRequest
+from rag.generators.extractive import ExtractiveGenerator
 from rag.lexical import analyze
 from rag.schema import MARKER_RE, Chunk, Citation, Hit, Sentence
 from rag.settings import Settings
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
 
     from rag.conversation import Turn
-    from rag.pipeline import Engine
+    from rag.index import CorpusIndex
 
 logger = logging.getLogger(__name__)
 
@@ -423,17 +426,17 @@ def standalone_question(
         return fallback
 
 
-def sentence_vectors(engine: Engine, chunk: Chunk) -> np.ndarray:
+def sentence_vectors(index: CorpusIndex, embedder: Embedder, chunk: Chunk) -> np.ndarray:
     """The stored vectors of a chunk's sentences; any the index lacks are embedded."""
-    stored = [engine.index.sentence_vector(chunk.doc_id, s.start, s.end) for s in chunk.sentences]
+    stored = [index.sentence_vector(chunk.doc_id, s.start, s.end) for s in chunk.sentences]
     missing = [i for i, v in enumerate(stored) if v is None]
     if missing:
-        fresh = engine.embedder.embed_passages([chunk.sentences[i].text for i in missing])
+        fresh = embedder.embed_passages([chunk.sentences[i].text for i in missing])
         for i, v in zip(missing, fresh, strict=True):
             stored[i] = v
     vectors = [v for v in stored if v is not None]
     if not vectors:
-        return np.zeros((0, engine.embedder.dim), dtype=np.float32)
+        return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack(vectors)
 
 
@@ -444,75 +447,90 @@ def _shown(checker: AnswerChecker, sentence: str) -> Iterator[str]:
         yield part if len(checker.parts) == 1 else " " + part
 
 
-def llm_answer(
-    engine: Engine,
-    question: str,
-    query: str,
-    language: str,
-    hits: Sequence[Hit],
-    history: Sequence[Turn],
-) -> Generator[str, None, tuple[str, bool, tuple[Citation, ...], str | None]]:
-    """Stream a model answer sentence by sentence, each shown only once it passes the checks.
+class LLMGenerator:
+    """A language model's answer, checked sentence by sentence against the cited passages.
 
-    The model's tokens are collected until a sentence is complete; the sentence is then checked
-    (:class:`AnswerChecker`) and, if it passes, yielded with its renumbered markers, so what a
-    client sees streamed is exactly the final answer. An answer with no checked sentence falls
-    back to the evidence-first answer with a note.
+    ``fallback`` (the evidence-first composer) answers when the model is unavailable or its
+    answer keeps no valid citation. The chat model is made per answer (:func:`make_chat_model`)
+    so that a changed endpoint is picked up and tests can stand in a scripted model.
     """
-    from rag.pipeline import extractive_answer
 
-    def fallback(
-        note: str,
-    ) -> Generator[str, None, tuple[str, bool, tuple[Citation, ...], str | None]]:
-        text, abstained, citations, _ = extractive_answer(engine, question, query, language, hits)
-        yield text
-        return text, abstained, citations, note
+    def __init__(
+        self, settings: Settings, embedder: Embedder, fallback: ExtractiveGenerator
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.fallback = fallback
 
-    checker = AnswerChecker(
-        language, hits, engine.embedder.embed_queries, partial(sentence_vectors, engine)
-    )
-    raw = ""
-    try:
-        model = make_chat_model(engine.settings)
-        done = 0  # sentences of ``raw`` already checked
-        # The client's timeout bounds each wait for a byte, not the whole answer: an endpoint
-        # that sends a token every second would hold the request for ever. A whole answer
-        # (max_tokens at a CPU model's few tokens a second) fits in ANSWER_TIMEOUTS timeouts.
-        deadline = time.monotonic() + ANSWER_TIMEOUTS * engine.settings.llm_timeout
-        stream = model.stream(build_messages(question, language, hits))
+    def standalone_question(self, question: str, history: Sequence[Turn], fallback: str) -> str:
+        """The model's standalone rewrite of a follow-up (see :func:`standalone_question`)."""
+        return standalone_question(self.settings, question, history, fallback)
+
+    def _fallback(self, request: GenerationRequest, note: str) -> Generator[str, None, Generated]:
+        composed = self.fallback.compose(request)
+        yield composed.text
+        return Generated(composed.text, composed.abstained, composed.citations, note)
+
+    def generate(self, request: GenerationRequest) -> Generator[str, None, Generated]:
+        """Stream a model answer sentence by sentence, each shown only once it passes the checks.
+
+        The model's tokens are collected until a sentence is complete; the sentence is then
+        checked (:class:`AnswerChecker`) and, if it passes, yielded with its renumbered markers,
+        so what a client sees streamed is exactly the final answer. An answer with no checked
+        sentence falls back to the evidence-first answer with a note.
+        """
+        question, language, hits = request.question, request.language, request.hits
+        timeout = self.settings.llm_timeout
+        checker = AnswerChecker(
+            language,
+            hits,
+            self.embedder.embed_queries,
+            partial(sentence_vectors, request.index, self.embedder),
+        )
+        raw = ""
         try:
-            for chunk in stream:
-                raw += str(chunk.content)
-                # Nothing is shown unchecked: a sentence is checked, and shown if it passes, as
-                # soon as the next one begins (the last one when the model stops).
-                # A marker being written («… жоқ. [1») still belongs to the sentence before it.
-                sentences = _sentences(_PARTIAL_MARKER.sub("", raw))
-                for sent in sentences[done:-1]:
-                    yield from _shown(checker, sent)
-                done = max(done, len(sentences) - 1)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"no complete answer in {ANSWER_TIMEOUTS * engine.settings.llm_timeout:g} s"
-                    )
-        finally:
-            stream.close()  # type: ignore[attr-defined]  # a generator: closes the connection
-        if not raw.strip():
-            raise ValueError("the language model returned an empty answer")
-        for sent in _sentences(raw)[done:]:
-            yield from _shown(checker, sent)
-    except Exception as exc:  # network errors, timeouts, bad responses: never hang or crash
-        logger.warning("language model failed: %s", exc)
-        if checker.parts:  # checked sentences are shown already: keep them, say it was cut
-            cut = checker.result(raw)
-            return cut.text, False, cut.citations, NOTE_CUT.format(error=type(exc).__name__)
-        return (yield from fallback(NOTE_UNAVAILABLE.format(error=type(exc).__name__)))
-    checked = checker.result(raw)
-    if checked.abstained:
-        yield checked.text
-        return checked.text, True, (), None
-    if not checked.citations:
-        return (yield from fallback(NOTE_FALLBACK))
-    note = None
-    if checked.dropped:
-        note = f"{checked.dropped} unsupported sentence(s) of the model's answer were removed."
-    return checked.text, False, checked.citations, note
+            model = make_chat_model(self.settings)
+            done = 0  # sentences of ``raw`` already checked
+            # The client's timeout bounds each wait for a byte, not the whole answer: an
+            # endpoint that sends a token every second would hold the request for ever. A whole
+            # answer (max_tokens at a CPU model's few tokens a second) fits in ANSWER_TIMEOUTS
+            # timeouts.
+            deadline = time.monotonic() + ANSWER_TIMEOUTS * timeout
+            stream = model.stream(build_messages(question, language, hits))
+            try:
+                for chunk in stream:
+                    raw += str(chunk.content)
+                    # Nothing is shown unchecked: a sentence is checked, and shown if it passes,
+                    # as soon as the next one begins (the last one when the model stops).
+                    # A marker being written («… жоқ. [1») still belongs to the sentence before.
+                    sentences = _sentences(_PARTIAL_MARKER.sub("", raw))
+                    for sent in sentences[done:-1]:
+                        yield from _shown(checker, sent)
+                    done = max(done, len(sentences) - 1)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no complete answer in {ANSWER_TIMEOUTS * timeout:g} s")
+            finally:
+                stream.close()  # type: ignore[attr-defined]  # a generator: closes the connection
+            if not raw.strip():
+                raise ValueError("the language model returned an empty answer")
+            for sent in _sentences(raw)[done:]:
+                yield from _shown(checker, sent)
+        except Exception as exc:  # network errors, timeouts, bad responses: never hang or crash
+            logger.warning("language model failed: %s", exc)
+            if checker.parts:  # checked sentences are shown already: keep them, say it was cut
+                cut = checker.result(raw)
+                return Generated(
+                    cut.text, False, cut.citations, NOTE_CUT.format(error=type(exc).__name__)
+                )
+            unavailable = NOTE_UNAVAILABLE.format(error=type(exc).__name__)
+            return (yield from self._fallback(request, unavailable))
+        checked = checker.result(raw)
+        if checked.abstained:
+            yield checked.text
+            return Generated(checked.text, True)
+        if not checked.citations:
+            return (yield from self._fallback(request, NOTE_FALLBACK))
+        note: str | None = None
+        if checked.dropped:
+            note = f"{checked.dropped} unsupported sentence(s) of the model's answer were removed."
+        return Generated(checked.text, False, checked.citations, note)

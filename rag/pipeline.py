@@ -15,47 +15,20 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import faiss
 import numpy as np
 
 from rag.conversation import Turn, is_followup, resolve
 from rag.embedding import Embedder, make_embedder
-from rag.generation import (
-    GeneratorConfig,
-    abstain_text,
-    compose,
-    detail_gain,
-    follow,
-    score_sentences,
-    select,
-    spread,
-    support,
-)
-from rag.index import (
-    TEXTS,
-    CorpusIndex,
-    IndexUnavailable,
-    build_index,
-    corpus_hash,
-    load_index,
-    read_manifest,
-)
+from rag.generation import GeneratorConfig
+from rag.generators import AnswerGenerator, GenerationRequest, make_generator
+from rag.index import CorpusIndex, open_index
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
-from rag.lexical import LexicalConfig
 from rag.retriever import Retriever, multi_subject
-from rag.schema import MARKER_RE, Answer, Citation, Document, Hit
+from rag.schema import MARKER_RE, Answer, Citation, Hit
 from rag.settings import Settings
-from rag.sources import (
-    CorpusProgress,
-    Skipped,
-    SourceError,
-    corpus_files,
-    load_corpus,
-    read_corpus,
-)
+from rag.stores import store_class
 from rag.typing_forms import normalize_query, to_latin_2021, typing_form, vocabulary_for
 
 logger = logging.getLogger(__name__)
@@ -99,37 +72,6 @@ def clean_question(question: object, max_chars: int) -> str:
     return text
 
 
-def corpus_documents(settings: Settings) -> list[Document]:
-    """The documents of the corpus folder plus the uploaded ones (uploads may be empty).
-
-    Text already extracted from a PDF (OCR included) is taken from the index's ``texts/``.
-    A file that cannot be read is logged and left out; the others are still indexed.
-    """
-    docs, skipped = read_documents(settings)
-    if not docs:
-        why = "; ".join(s.reason for s in skipped) if skipped else "no documents"
-        raise SourceError(f"no readable documents in {settings.corpus}: {why}")
-    return docs
-
-
-def read_documents(
-    settings: Settings, progress: CorpusProgress | None = None
-) -> tuple[list[Document], list[Skipped]]:
-    """:func:`corpus_documents` with the files that were skipped (and why), for ``kazrag index``."""
-    cache = settings.index / TEXTS
-    docs, skipped = read_corpus(settings.corpus, cache, progress)
-    if (
-        settings.uploads is not None
-        and settings.uploads.is_dir()
-        and corpus_files(settings.uploads)
-    ):
-        known = {d.doc_id for d in docs}
-        more, more_skipped = read_corpus(settings.uploads, cache, progress)
-        docs += [d for d in more if d.doc_id not in known]
-        skipped += more_skipped
-    return docs, skipped
-
-
 def with_pages(index: CorpusIndex, citations: Sequence[Citation]) -> tuple[Citation, ...]:
     """Citations into paged documents (PDFs) with the page they quote, as every door shows it."""
     out = []
@@ -139,49 +81,15 @@ def with_pages(index: CorpusIndex, citations: Sequence[Citation]) -> tuple[Citat
     return tuple(out)
 
 
-def _rebuild_source(settings: Settings) -> Path | None:
-    """The corpus an unusable index should be rebuilt from: the one it was built from."""
-    try:
-        recorded = read_manifest(settings.index).get("corpus")
-    except IndexUnavailable:
-        recorded = None
-    return Path(recorded) if recorded else settings.corpus
-
-
-def open_index(settings: Settings, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
-    """Load the index; rebuild it when it is missing, damaged or built with other settings.
-
-    A rebuild uses the corpus the index was built from (its manifest says which), so pointing
-    ``--index`` at an index of another corpus never overwrites it with the default seeds; such
-    an index is otherwise used as is. The index of ``settings.corpus`` is also updated when the
-    corpus (or the uploads) changed.
-    """
-    try:
-        index = load_index(settings.index, embedder.name, settings.chunking, LexicalConfig())
-    except IndexUnavailable as exc:
-        source = _rebuild_source(settings)
-        if not rebuild or source is None or not source.is_dir():
-            raise type(exc)(
-                f"{exc} (its corpus {source} is not available to rebuild it from)"
-            ) from exc
-        logger.warning("%s; rebuilding it from %s", exc, source)
-        same = source.resolve() == settings.corpus.resolve()
-        docs = corpus_documents(settings) if same else load_corpus(source, settings.index / TEXTS)
-        return build_index(docs, settings.index, embedder, settings.chunking, corpus=source)
-    same_corpus = index.manifest.get("corpus") == str(settings.corpus)
-    if rebuild and same_corpus and settings.corpus.is_dir():
-        docs = corpus_documents(settings)
-        if corpus_hash(docs) != index.manifest.get("corpus_hash"):
-            logger.info("corpus %s changed; updating the index", settings.corpus)
-            return build_index(
-                docs, settings.index, embedder, settings.chunking, corpus=settings.corpus
-            )
-    return index
-
-
 @dataclass
 class Engine:
-    """The loaded model, index and retriever for one set of settings."""
+    """The loaded model, index, retriever and answer generator for one set of settings.
+
+    ``generator`` is the composer's configuration (``settings.composer``); ``answerer`` is the
+    generator ``settings.generator`` names, made with the engine (and made again by
+    ``dataclasses.replace(engine, settings=...)``, so a copy with other language-model settings
+    answers with them while sharing the model and the index).
+    """
 
     settings: Settings
     embedder: Embedder
@@ -189,6 +97,10 @@ class Engine:
     retriever: Retriever
     generator: GeneratorConfig
     lock: threading.RLock
+    answerer: AnswerGenerator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.answerer = make_generator(self.settings, self.embedder, self.generator)
 
     def reload(self, index: CorpusIndex) -> None:
         """Swap in a rebuilt index (after an upload) without reloading the model."""
@@ -198,14 +110,7 @@ class Engine:
 
 
 def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Retriever:
-    return Retriever(
-        index,
-        embedder,
-        candidates=settings.candidates,
-        lexical_weight=settings.lexical_weight,
-        method=settings.fusion,
-        rrf_k=settings.rrf_k,
-    )
+    return Retriever(index, embedder, settings)
 
 
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -214,19 +119,15 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
-    faiss.omp_set_num_threads(1)
-    index = open_index(settings, emb)
+    store_class(settings.store).set_threads(1)
+    index = open_index(settings.index_spec, emb)
     # The model loads here, once, not on the first question: a server is ready when it starts
     # (the first chat question used to wait for it). Fakes have nothing to load.
     load = getattr(emb, "load", None)
     if callable(load):
         load()
-    gen = GeneratorConfig()
-    if settings.abstain_threshold is not None:
-        gen = dataclasses.replace(
-            gen, abstain_kk=settings.abstain_threshold, abstain_other=settings.abstain_threshold
-        )
-    return Engine(settings, emb, index, _retriever(index, emb, settings), gen, threading.RLock())
+    retriever = _retriever(index, emb, settings)
+    return Engine(settings, emb, index, retriever, settings.composer, threading.RLock())
 
 
 def with_abstain_threshold(engine: Engine, threshold: float) -> Engine:
@@ -326,37 +227,6 @@ def foreign_notice(guess: LanguageGuess) -> str:
     )
 
 
-def extractive_answer(
-    engine: Engine,
-    question: str,
-    query: str,
-    language: str,
-    hits: Sequence[Hit],
-    query_vector: np.ndarray | None = None,
-) -> tuple[str, bool, tuple, float]:
-    """Compose the evidence-first answer; returns (text, abstained, citations, support)."""
-    qvec = query_vector if query_vector is not None else engine.embedder.embed_queries([query])[0]
-    scored = score_sentences(
-        qvec, query, hits, engine.index, engine.generator, engine.embedder.embed_passages
-    )
-    strength = support(scored, query, engine.generator)
-    if strength < engine.generator.threshold(language):
-        return abstain_text(language), True, (), strength
-    gain_limit = engine.generator.detail_threshold(language)
-    if gain_limit is not None and scored:
-        # Measured and calibrated on the question as asked, not on a resolved follow-up.
-        own = qvec if query == question else engine.embedder.embed_queries([question])[0]
-        gain = detail_gain(question, own, scored[0].vector, engine.embedder.embed_queries)
-        if gain > gain_limit:
-            return abstain_text(language), True, (), strength
-    chosen = select(scored, engine.generator)
-    if multi_subject(query):
-        chosen = spread(chosen, scored, engine.generator)
-    chosen = follow(chosen, query, engine.index, engine.generator, scored)
-    text, citations = compose(chosen, language)
-    return text, False, citations, strength
-
-
 def answer(
     question: str,
     history: Sequence[Turn] = (),
@@ -421,44 +291,44 @@ def stream_answer(
     prep = prepare_question(eng, text_q, history)
     language = prep.guess.language
     query = prep.query
-    if cfg.generator != "extractive" and history and is_followup(text_q):
-        from rag.llm import standalone_question
-
-        query = standalone_question(cfg, text_q, history, fallback=query)
+    if history and is_followup(text_q):
+        # A language model rewrites a follow-up to stand alone; the composer keeps ``query``.
+        query = eng.answerer.standalone_question(text_q, history, fallback=query)
     lexical = prep.lexical if query == prep.query else query
     qvec = eng.embedder.embed_queries([query])[0]
     hits = retrieve(eng, query, k, qvec, lexical_query=lexical)
     t_ret = _ms(t0)
     t1 = time.perf_counter()
-    note = None
     notice = foreign_notice(prep.guess) if prep.guess.foreign else ""
     if notice:
         yield notice
-    if cfg.generator != "extractive":
-        from rag.llm import llm_answer
-
-        result = yield from llm_answer(eng, text_q, query, language, hits, history)
-        text, abstained, citations, note = result
-    else:
-        text, abstained, citations, _ = extractive_answer(
-            eng, prep.question, query, language, hits, qvec
-        )
-        if cfg.latin_answers and prep.guess.form == "latin" and language == "kk" and not abstained:
-            # The answer quotes its sources verbatim (Cyrillic); the Latin copy follows it,
-            # without markers, so citations keep pointing at the quoted text.
-            text += "\n\n" + to_latin_2021(MARKER_RE.sub("", text)).replace("  ", " ")
-        yield text
-    text = notice + text
+    # The composer reads the question in the index's spelling (a Latin-typed one respelled).
+    request = GenerationRequest(
+        prep.question, query, language, tuple(hits), eng.index, tuple(history), qvec
+    )
+    result = yield from eng.answerer.generate(request)
+    text = result.text
+    if (
+        eng.settings.latin_answers
+        and prep.guess.form == "latin"
+        and language == "kk"
+        and not result.abstained
+    ):
+        # The answer quotes its sources verbatim (Cyrillic); the Latin copy follows it,
+        # without markers, so citations keep pointing at the quoted text.
+        latin = "\n\n" + to_latin_2021(MARKER_RE.sub("", text)).replace("  ", " ")
+        yield latin
+        text += latin
     final = Answer(
         id=qid,
         question=text_q,
-        answer=text,
+        answer=notice + text,
         language=language,
-        abstained=abstained,
-        citations=with_pages(eng.index, citations),
+        abstained=result.abstained,
+        citations=with_pages(eng.index, result.citations),
         retrieved=tuple(hits),
         timings_ms={"retrieve": t_ret, "generate": _ms(t1), "total": _ms(t0)},
-        note=note,
+        note=result.note,
         asked_language=prep.guess.asked if prep.guess.foreign else None,
     )
     yield final

@@ -17,6 +17,7 @@ from rag.embedding import Embedder
 from rag.fusion import fuse
 from rag.index import CorpusIndex
 from rag.schema import Hit
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +79,22 @@ def spread_documents(
 
 
 class Retriever:
-    """Dense and lexical search over one :class:`CorpusIndex`, fused into ranked hits."""
+    """Dense and lexical search over one :class:`CorpusIndex`, fused into ranked hits.
+
+    Depth, fusion method and weights come from ``settings`` (its defaults when omitted): the
+    defaults live in :class:`rag.settings.Settings` only.
+    """
 
     def __init__(
-        self,
-        index: CorpusIndex,
-        embedder: Embedder,
-        candidates: int = 30,
-        lexical_weight: float = 1.5,
-        method: str = "minmax",
-        rrf_k: int = 60,
+        self, index: CorpusIndex, embedder: Embedder, settings: Settings | None = None
     ) -> None:
+        s = settings or Settings()
         self.index = index
         self.embedder = embedder
-        self.candidates = candidates
-        self.lexical_weight = lexical_weight
-        self.method = method
-        self.rrf_k = rrf_k
+        self.candidates = s.candidates
+        self.lexical_weight = s.lexical_weight
+        self.method = s.fusion
+        self.rrf_k = s.rrf_k
 
     def lexical_weight_for(self, query: str) -> float:
         """Scale the BM25 weight by how many query terms the corpus vocabulary knows.

@@ -1,7 +1,9 @@
 """One frozen settings object, built in each entry point from flags and ``KAZRAG_*`` variables.
 
-Settings that shape the index (model, chunking) are written into the index manifest; the rest
-(retrieval depth, generator backend, thresholds) can change without a rebuild.
+Settings that shape the index (model, chunking, lexical analysis, vector store) are written into
+the index manifest; the rest (retrieval depth, generator backend, thresholds) can change without
+a rebuild. This module is the only one that reads ``KAZRAG_*`` variables (:func:`from_env`,
+:func:`env_value`, :func:`cache_dir`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any
 
 from rag.chunking import ChunkingConfig
 from rag.embedding import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL
+from rag.fusion import RRF_K
+from rag.generation import GeneratorConfig
+from rag.index import IndexSpec
+from rag.lexical import LexicalConfig
+from rag.stores import STORES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
@@ -36,6 +43,10 @@ class Settings:
     # held against torch (BENCHMARKS.md, "Encoder backends"). Recorded in the index manifest.
     backend: str = DEFAULT_BACKEND
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    # The BM25 analyzer and parameters (recorded in the index manifest).
+    lexical: LexicalConfig = field(default_factory=LexicalConfig)
+    # The dense vector backend (rag/stores/; the manifest names it).
+    store: str = "faiss"
     top_k: int = 5
     # Candidates each retriever contributes before fusion.
     candidates: int = 30
@@ -43,7 +54,7 @@ class Settings:
     # 1.5 (dense 1.0) measured best on the dev split, ahead of reciprocal-rank fusion (see
     # BENCHMARKS.md).
     fusion: str = "minmax"
-    rrf_k: int = 60
+    rrf_k: int = RRF_K
     lexical_weight: float = 1.5
     generator: str = "extractive"
     llm_base_url: str | None = None
@@ -57,19 +68,48 @@ class Settings:
     # 2,048 would reject most prompts; 8,192 still costs little KV memory on a 7B model.
     llm_ctx: int = 8192
     llm_threads: int = 2
-    # Below this calibrated support score the answer abstains (see rag/generation.py).
+    # The evidence-first composer's weights, limits and calibrated thresholds.
+    generation: GeneratorConfig = field(default_factory=GeneratorConfig)
+    # Below this calibrated support score the answer abstains (see rag/generation.py); when
+    # set it overrides both of ``generation``'s abstention thresholds (see ``composer``).
     abstain_threshold: float | None = None
     max_question_chars: int = 2000
     # A Kazakh answer to a question typed in the 2021 Latin alphabet also in that alphabet
     # (after the Cyrillic answer, whose quotes stay verbatim). Off by default.
     latin_answers: bool = False
+    # Bearer token the HTTP API wants on /api and /v1 (None: no token); kept out of repr.
+    api_token: str | None = field(default=None, repr=False)
+
+    @property
+    def composer(self) -> GeneratorConfig:
+        """The composer's configuration with ``abstain_threshold`` applied."""
+        if self.abstain_threshold is None:
+            return self.generation
+        return dataclasses.replace(
+            self.generation,
+            abstain_kk=self.abstain_threshold,
+            abstain_other=self.abstain_threshold,
+        )
+
+    @property
+    def index_spec(self) -> IndexSpec:
+        """The index these settings open: its folder, corpus, uploads and shaping settings."""
+        return IndexSpec(
+            folder=self.index,
+            corpus=self.corpus,
+            uploads=self.uploads,
+            chunking=self.chunking,
+            lexical=self.lexical,
+            store=self.store,
+        )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
 
-def _env(name: str) -> str | None:
+def env_value(name: str) -> str | None:
+    """The value of ``KAZRAG_<name>``; ``None`` when unset or empty."""
     value = os.environ.get(f"KAZRAG_{name}")
     return value if value not in (None, "") else None
 
@@ -82,6 +122,15 @@ def _flag(raw: str) -> bool:
     if low in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+_env = env_value
+
+
+def cache_dir() -> Path:
+    """kazrag's cache folder (built models): ``$KAZRAG_CACHE``, else ``~/.cache/kazrag``."""
+    root = env_value("CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "kazrag"
 
 
 def from_env(**overrides: Any) -> Settings:
@@ -108,6 +157,8 @@ def from_env(**overrides: Any) -> Settings:
         "LLM_THREADS": ("llm_threads", int),
         "ABSTAIN_THRESHOLD": ("abstain_threshold", float),
         "LATIN_ANSWERS": ("latin_answers", _flag),
+        "STORE": ("store", str),
+        "API_TOKEN": ("api_token", str),
     }
     for env_name, (attr, typ) in conv.items():
         raw = _env(env_name)
@@ -139,6 +190,10 @@ def validate(settings: Settings) -> None:
     if settings.backend not in BACKENDS:
         raise ValueError(
             f"unknown encoder backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    if settings.store not in STORES:
+        raise ValueError(
+            f"unknown vector store {settings.store!r}; choose one of {', '.join(STORES)}"
         )
     if settings.fusion not in ("minmax", "rrf"):
         raise ValueError(f"unknown fusion {settings.fusion!r}; choose minmax or rrf")

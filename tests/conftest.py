@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,41 @@ def hash_embedder():
     from tests.fakes import HashEmbedder
 
     return HashEmbedder()
+
+
+# --- the chat in a real browser (tests/test_ui_browser.py, tests/test_security.py) ----------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    from rag.api import build_app
+    from tests import helpers
+
+    helpers._playwright()  # skip before building anything
+    engine = helpers.small_engine(tmp_path_factory.mktemp("ui"))
+    with helpers.running_server(build_app(engine.settings, engine, token="")) as url:
+        yield url, engine
+
+
+@pytest.fixture(scope="module")
+def browser(served: tuple[str, Any]) -> Iterator[Any]:
+    from tests import helpers
+
+    sync_playwright = helpers._playwright()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(helpers.CHROMIUM), args=helpers.CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any, served: tuple[str, Any]) -> Iterator[Any]:
+    from tests import helpers
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="kk-KZ")
+    pg = context.new_page()
+    pg.set_default_timeout(helpers.TIMEOUT_MS)
+    pg.goto(served[0] + "/")
+    pg.wait_for_selector("#kz-input textarea")
+    yield pg
+    context.close()

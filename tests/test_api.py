@@ -3,13 +3,10 @@ server on loopback (also with the official OpenAI client), and schemathesis agai
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,16 @@ from fastapi.testclient import TestClient
 
 from rag import api, library
 from rag.pipeline import Engine
-from tests.test_library import AUYL, SEED_FILES, make_docx, small_engine
+from rag.settings import from_env
+from tests.helpers import (
+    AUYL,
+    SEED_FILES,
+    make_docx,
+    running_server,
+    small_engine,
+    sse_events,
+    streamed_content,
+)
 
 QUESTION = (
     "HAQ қозғалысы Қордай оқиғасынан кейін Қазақстан халқы ассамблеясының қызметін қалай бағалады?"
@@ -46,23 +52,6 @@ def own_client(tmp_path: Path) -> Iterator[TestClient]:
     engine = small_engine(tmp_path)
     with TestClient(api.create_app(engine.settings, engine, token="")) as c:
         yield c
-
-
-def sse_events(text: str) -> list[Any]:
-    """The ``data:`` payloads of a server-sent-events body (``[DONE]`` kept as a string)."""
-    events: list[Any] = []
-    for block in text.split("\n\n"):
-        for line in block.splitlines():
-            if line.startswith("data: "):
-                payload = line[len("data: ") :]
-                events.append(payload if payload == "[DONE]" else json.loads(payload))
-    return events
-
-
-def streamed_content(events: list[Any]) -> str:
-    return "".join(
-        e["choices"][0]["delta"].get("content") or "" for e in events if isinstance(e, dict)
-    )
 
 
 # --- /api/health, /api/ask, /api/search ------------------------------------------------------
@@ -450,8 +439,9 @@ def _guarded_routes(app: FastAPI) -> list[tuple[str, str]]:
 def test_every_api_and_v1_route_wants_the_token(
     shared_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # KAZRAG_API_TOKEN reaches the app through Settings (rag/settings.py reads it)
     monkeypatch.setenv(api.TOKEN_ENV, TOKEN)
-    app = api.create_app(shared_engine.settings, shared_engine)
+    app = api.create_app(from_env(index=shared_engine.settings.index), shared_engine)
     routes = _guarded_routes(app)
     assert len(routes) == 9
     with TestClient(app) as c:
@@ -509,35 +499,6 @@ def test_openapi_schema_declares_the_bearer_token(shared_engine: Engine) -> None
 
 
 # --- a real server on loopback --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; stop it on exit."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=timeout)
 
 
 @pytest.fixture(scope="module")

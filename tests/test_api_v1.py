@@ -14,8 +14,7 @@ from rag import api
 from rag.pipeline import Engine
 from rag.schema import MARKER_RE
 from rag.tokens import WordTokenizer, count
-from tests.test_api import TOKEN, running_server, sse_events, streamed_content
-from tests.test_library import small_engine
+from tests.helpers import TOKEN, running_server, small_engine, sse_events, streamed_content
 
 # Answered (with the hash embedder of the tests) in two cited sentences: room to cut.
 QUESTION = "Қазақстан халқы ассамблеясы туралы не айтылды?"

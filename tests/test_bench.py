@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from rag import bench
-from rag.index import VectorIndex
+from evals import bench
 from rag.settings import Settings
+from rag.stores.faiss import FaissStore
 from tests.conftest import SEEDS
 from tests.fakes import HashEmbedder
 
@@ -46,10 +46,10 @@ def test_recall_at_k_hand_examples():
 def test_recall_of_hnsw_matches_brute_force_reference():
     rng = np.random.default_rng(7)
     data, queries, k = _unit(rng, 2000, 32), _unit(rng, 50, 32), 10
-    hnsw = VectorIndex.build(data, "hnsw")
+    hnsw = FaissStore.build(data, "hnsw")
     hnsw.faiss.hnsw.efSearch = 16  # low on purpose: recall must be < 1 to test anything
     _, approx = hnsw.faiss.search(queries, k)
-    _, exact = VectorIndex.build(data, "flat").faiss.search(queries, k)
+    _, exact = FaissStore.build(data, "flat").faiss.search(queries, k)
     got = bench.recall_at_k(approx, exact, k)
     assert got == pytest.approx(_brute_force_recall(data, queries, approx.tolist(), k))
     assert 0.0 < got < 1.0

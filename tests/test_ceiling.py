@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.experiments.ceiling import Case, auc, oracle_keyfacts, top1
+from evals.experiments.ceiling import Case, auc, oracle_keyfacts, top1
 from rag.generation import ScoredSentence
 from rag.schema import Chunk, Hit, Sentence
 

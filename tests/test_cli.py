@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rag.cli import main
+from kazrag.cli import main
 from tests.conftest import ROOT, SEEDS
 
 
@@ -122,7 +122,7 @@ def test_batch_uses_a_prebuilt_index_as_is(tmp_path, capsys):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -201,7 +201,7 @@ def test_chat_and_batch_help_say_what_they_do():
     ],
 )
 def test_labels_follow_the_answers_language(capsys, language, sources, passages):
-    from rag.cli import _print_answer
+    from kazrag.cli import _print_answer
     from rag.schema import Answer, Chunk, Citation, Hit
 
     chunk = Chunk("c1", "d.txt", "Құжат", "Мәтін.", 0, 6)
@@ -225,7 +225,7 @@ def test_labels_follow_the_answers_language(capsys, language, sources, passages)
 def test_batch_lines_need_only_a_question(tmp_path):
     src = tmp_path / "q.jsonl"
     src.write_text('{"question": "   "}\n{"id": "x", "question": ""}\n', encoding="utf-8")
-    from rag.cli import _batch_rows
+    from kazrag.cli import _batch_rows
 
     assert [r["id"] for r in _batch_rows(src)] == ["1", "x"]
     src.write_text('{"id": "a"}\n', encoding="utf-8")

@@ -10,9 +10,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from rag import api
-from tests.test_api import running_server
-from tests.test_library import small_engine
-from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _playwright
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    _playwright,
+    running_server,
+    small_engine,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import build_parser
+from kazrag.cli import build_parser
 from rag.settings import from_env
 from tests.fakes import HashEmbedder
 
@@ -135,7 +135,7 @@ def tiny(tmp_path: Path):
 
 
 def _run(settings, *argv: str) -> int:
-    from rag.evaluation import main
+    from evals.evaluation import main
 
     args = build_parser().parse_args(["eval", *argv])
     return main(args, settings, embedder=HashEmbedder())
@@ -348,7 +348,7 @@ def test_kazqad_end_to_end_with_fake_embedder(tmp_path, capsys):
 @pytest.mark.model
 def test_real_model_on_the_seed_dev_split(tmp_path, capsys):
     """The real evaluation on the seed question set (dev split): sane lower bounds."""
-    from rag.evaluation import main
+    from evals.evaluation import main
 
     settings = from_env(index=tmp_path / "index").replace(uploads=None)
     out = tmp_path / "eval"

@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 import rag.llm as llm
-from rag.cli import main
+from kazrag.cli import main
 from rag.index import (
     IndexMismatch,
     IndexMissing,
@@ -47,8 +47,7 @@ from rag.settings import Settings
 from rag.sources import load_corpus
 from tests.conftest import ROOT, SEEDS
 from tests.fakes import HashEmbedder
-from tests.test_api import free_port, running_server
-from tests.test_library import SEED_FILES, small_engine
+from tests.helpers import SEED_FILES, free_port, running_server, small_engine
 
 QUESTION = "Жансейіт Түймебаев Қордай оқиғасының қандай себептерін атады?"
 PROBES = ("Қордай оқиғасы", "HAQ қозғалысы сайлау", "Қазақстан халқы ассамблеясы")
@@ -137,9 +136,9 @@ def test_unusable_index_is_rebuilt_at_startup(
     with pytest.raises(IndexUnavailable):  # the damage is real: loading as is fails
         load_index(settings.index, "hash-embedder", settings.chunking)
 
-    with caplog.at_level(logging.WARNING, logger="rag.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="rag.index"):
         engine = make_engine(settings, HashEmbedder())
-    messages = [r.getMessage() for r in caplog.records if r.name == "rag.pipeline"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "rag.index"]
     # One clear line: what is wrong and where the rebuild comes from.
     assert any("rebuilding it from" in m and str(settings.corpus) in m for m in messages)
     assert _ranking(engine) == reference
@@ -221,13 +220,13 @@ def test_kazrag_index_rebuilds_a_damaged_index(
     assert main(["index", *_cli_args(settings), "--quiet"]) == 0
     assert f"{before} chunks" in capsys.readouterr().out
     index = load_index(settings.index, settings.model, settings.chunking)
-    assert len(index.chunks) == before == index.dense.faiss.ntotal
+    assert len(index.chunks) == before == index.dense.count()
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -260,6 +259,7 @@ CHILD = textwrap.dedent(
     import rag.index as index
     from rag.index import build_index
     from rag.sources import load_corpus
+    from rag.stores.faiss import FaissStore
     from tests.fakes import HashEmbedder
 
     stage = sys.argv[1]
@@ -276,11 +276,11 @@ CHILD = textwrap.dedent(
             return super().embed_passages(texts, show_progress)
 
     if stage == "writing":  # the temporary folder is half written
-        real_save = index.VectorIndex.save
+        real_save = FaissStore.save
         def save(self, path):
             real_save(self, path)
             stall("WRITING")
-        index.VectorIndex.save = save
+        FaissStore.save = save
     if stage == "swapping":  # between the two renames: the index folder is set aside
         real_replace = os.replace
         def replace(a, b):
@@ -389,7 +389,16 @@ def test_kill_kazrag_index_with_the_real_model(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--index", str(folder)],
+        [
+            sys.executable,
+            "-m",
+            "kazrag.cli",
+            "index",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(folder),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -559,7 +568,7 @@ def test_the_note_reaches_every_door(llm_engine: Engine) -> None:
     from fastapi.testclient import TestClient
 
     from rag import api
-    from tests.test_api import sse_events, streamed_content
+    from tests.helpers import sse_events, streamed_content
     from ui.render import render_answer
 
     engine = _with(llm_engine, llm_model="http500")

@@ -36,4 +36,4 @@ def test_bad_arguments():
         rrf([[]], [1.0, 2.0])
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse([[]], [1.0], "max")
-    assert fuse([[], []], [1.0, 1.0]) == []
+    assert fuse([[], []], [1.0, 1.0], "minmax") == []

@@ -26,7 +26,7 @@ from rag import api, library
 from rag.chunking import ChunkingConfig, _split_long, chunk_document, chunk_id, split_sentences
 from rag.pipeline import QuestionError, clean_question
 from rag.sources import SourceError, clean_text, make_document
-from tests.test_library import small_engine
+from tests.helpers import small_engine
 
 FUZZ = settings(
     max_examples=150,

@@ -12,11 +12,11 @@ from rag.chunking import ChunkingConfig
 from rag.index import (
     IndexMismatch,
     IndexMissing,
-    VectorIndex,
     build_index,
     load_index,
 )
 from rag.sources import make_document
+from rag.stores.faiss import FaissStore
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -28,7 +28,7 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 def test_flat_index_equals_numpy_brute_force(n):
     rng = np.random.default_rng(n)
     data, queries = _unit(rng, n, 32), _unit(rng, 20, 32)
-    index = VectorIndex.build(data, "flat")
+    index = FaissStore.build(data, "flat")
     assert index.kind == "flat"
     k = 10
     for q, got in zip(queries, index.search(queries, k), strict=True):
@@ -43,7 +43,7 @@ def test_flat_index_equals_numpy_brute_force(n):
 def test_hnsw_index_recall_against_brute_force():
     rng = np.random.default_rng(0)
     data, queries = _unit(rng, 3000, 32), _unit(rng, 50, 32)
-    index = VectorIndex.build(data, "hnsw")
+    index = FaissStore.build(data, "hnsw")
     assert index.kind == "hnsw"
     hits = 0
     for q, got in zip(queries, index.search(queries, 10), strict=True):
@@ -53,16 +53,16 @@ def test_hnsw_index_recall_against_brute_force():
 
 
 def test_auto_kind_switches_at_threshold(monkeypatch):
-    import rag.index as idx
+    import rag.stores.faiss as idx
 
     monkeypatch.setattr(idx, "HNSW_THRESHOLD", 100)
     rng = np.random.default_rng(1)
-    assert VectorIndex.build(_unit(rng, 99, 8)).kind == "flat"
-    assert VectorIndex.build(_unit(rng, 100, 8)).kind == "hnsw"
+    assert FaissStore.build(_unit(rng, 99, 8)).kind == "flat"
+    assert FaissStore.build(_unit(rng, 100, 8)).kind == "hnsw"
 
 
 def test_zero_k_searches_to_nothing():
-    flat = VectorIndex.build(np.ones((1, 8), np.float32) / np.sqrt(8), "flat")
+    flat = FaissStore.build(np.ones((1, 8), np.float32) / np.sqrt(8), "flat")
     assert flat.search(np.ones((1, 8), np.float32), 0) == [[]]
 
 
@@ -131,7 +131,7 @@ def test_a_failed_build_leaves_the_old_index(tmp_path, seed_docs, hash_embedder,
     build_index(seed_docs, folder, hash_embedder)
     before = (folder / "manifest.json").read_text()
 
-    import rag.index as idx
+    import rag.stores.faiss as idx
 
     def boom(*a, **k):
         raise RuntimeError("disk full")

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pytest
 
 from rag import library
-from rag.pipeline import Engine, answer, make_engine
-from rag.settings import Settings
+from rag.pipeline import Engine, answer
 from rag.sources import SourceError
-from tests.conftest import SEEDS
 from tests.fakes import HashEmbedder
-
-SEED_FILES = ("000_3c27c5d18ec362a4.txt", "001_cbaf6c15fc16152d.txt")
-
-AUYL = (
-    "Алтынбек ауылының тарихы\n\n"
-    "Алтынбек ауылы 1932 жылы Іле өзенінің жағасында құрылған. Ауылдың алғашқы мектебін "
-    "Серікбай Оспанов ашқан.\nҚазір ауылда екі мың адам тұрады.\n"
-)
-
-
-def small_engine(root: Path, **overrides: object) -> Engine:
-    """An engine over two seed documents with the hash embedder; everything under ``root``.
-
-    The abstain threshold is off: the hash embedder's scores are not calibrated like e5's.
-    """
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for name in SEED_FILES:
-        shutil.copy(SEEDS / name, corpus / name)
-    settings = Settings(
-        corpus=corpus, index=root / "index", uploads=root / "uploads", abstain_threshold=-1.0
-    ).replace(**overrides)
-    return make_engine(settings, embedder=HashEmbedder())
+from tests.helpers import AUYL, SEED_FILES, make_docx, make_pdf, small_engine
 
 
 @pytest.fixture()
@@ -53,52 +28,6 @@ def _state(engine: Engine) -> tuple[list[str], str, int]:
 
 
 # --- minimal files of each type -------------------------------------------------------------
-
-
-def make_pdf(lines: list[str]) -> bytes:
-    """A one-page PDF with a Helvetica text layer (ASCII only: the built-in fonts' range)."""
-    ops = ["BT", "/F1 14 Tf", "72 720 Td", "18 TL"]
-    for line in lines:
-        ops.append(f"({line}) Tj T*")
-    ops.append("ET")
-    stream = "\n".join(ops).encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
-def make_docx(paragraphs: list[str], table: list[list[str]] | None = None) -> bytes:
-    import docx
-
-    document = docx.Document()
-    for p in paragraphs:
-        document.add_paragraph(p)
-    if table:
-        t = document.add_table(rows=len(table), cols=len(table[0]))
-        for r, row in enumerate(table):
-            for c, cell in enumerate(row):
-                t.cell(r, c).text = cell
-    buf = io.BytesIO()
-    document.save(buf)
-    return buf.getvalue()
 
 
 # --- names and types ------------------------------------------------------------------------
@@ -296,7 +225,7 @@ def test_failed_index_build_rolls_the_upload_back(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(library, "build_index", broken)
+    monkeypatch.setattr(library, "build", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         library.add_document(engine, "жаңа.txt", "Жаңа құжат мәтіні осында жазылған.".encode())
     with pytest.raises(RuntimeError, match="disk full"):

@@ -1,4 +1,4 @@
-"""The pure metrics of ``rag/metrics.py`` against hand-computed values (fast, no model)."""
+"""The pure metrics of ``evals/metrics.py`` against hand-computed values (fast, no model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rag.metrics import (
+from evals.metrics import (
     TARGETS,
     KazqadRecord,
     Record,

@@ -112,7 +112,7 @@ def test_backend_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_rejects_an_unknown_backend(capsys: pytest.CaptureFixture[str]) -> None:
-    from rag.cli import main
+    from kazrag.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["ask", "Абай кім?", "--backend", "tensorrt"])

@@ -15,39 +15,29 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from kazrag.cli import main
 from rag import api, library, readers
-from rag.cli import main
 from rag.index import TEXTS
-from rag.pipeline import answer, corpus_documents, make_engine
-from rag.settings import Settings
+from rag.index import corpus_documents
+from rag.pipeline import answer, make_engine
 from tests.conftest import SEEDS
 from tests.fakes import HashEmbedder
-from tests.test_library import SEED_FILES, make_docx
-from tests.test_readers import PAGE_1, PAGE_2
-
-QUESTION = "Ауылдың алғашқы дәрігері кім болды?"
+from tests.helpers import (
+    PAGE_1,
+    PAGE_2,
+    PAGES_QUESTION,
+    SEED_FILES,
+    make_docx,
+    pages_corpus,
+    pages_settings,
+)
 
 
 @pytest.fixture(scope="module")
 def scan() -> bytes:
-    from rag.experiments.ocr_quality import scanned_pdf
+    from evals.experiments.ocr_quality import scanned_pdf
 
     return scanned_pdf([PAGE_1, PAGE_2], dpi=300)
-
-
-def _corpus(root: Path, scan: bytes, seeds: int = 1) -> Path:
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for name in SEED_FILES[:seeds]:
-        shutil.copy(SEEDS / name, corpus / name)
-    (corpus / "ақсу.pdf").write_bytes(scan)
-    return corpus
-
-
-def _settings(root: Path, corpus: Path) -> Settings:
-    return Settings(
-        corpus=corpus, index=root / "index", uploads=root / "uploads", abstain_threshold=-1.0
-    )
 
 
 def _quote_is_exact(index_folder: Path, scan: bytes, start: int, end: int, quote: str) -> None:
@@ -58,13 +48,13 @@ def _quote_is_exact(index_folder: Path, scan: bytes, start: int, end: int, quote
 
 
 def test_a_scanned_pdf_in_the_corpus_is_cited_by_page(tmp_path: Path, scan: bytes) -> None:
-    settings = _settings(tmp_path, _corpus(tmp_path, scan))
+    settings = pages_settings(tmp_path, pages_corpus(tmp_path, scan))
     engine = make_engine(settings, embedder=HashEmbedder())
     chunks = [c for c in engine.index.chunks if c.doc_id == "ақсу.pdf"]
     assert chunks and all(c.page in (1, 2) for c in chunks)
     assert all(c.page is None for c in engine.index.chunks if c.doc_id != "ақсу.pdf")
 
-    ans = answer(QUESTION, engine=engine)
+    ans = answer(PAGES_QUESTION, engine=engine)
     cited = ans.citations[0]
     assert cited.doc_id == "ақсу.pdf" and "Сейітова" in cited.quote
     assert (cited.page, cited.page_end) == (2, None)
@@ -86,8 +76,8 @@ def test_a_scanned_pdf_in_the_corpus_is_cited_by_page(tmp_path: Path, scan: byte
 def test_reindexing_a_folder_embeds_only_what_changed(
     tmp_path: Path, scan: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = _corpus(tmp_path, scan, seeds=2)
-    settings = _settings(tmp_path, corpus)
+    corpus = pages_corpus(tmp_path, scan, seeds=2)
+    settings = pages_settings(tmp_path, corpus)
     embedder = HashEmbedder()
     engine = make_engine(settings, embedder=embedder)
     n_before = len(engine.index.chunks)
@@ -102,9 +92,9 @@ def test_reindexing_a_folder_embeds_only_what_changed(
     (corpus / SEED_FILES[1]).unlink()  # removed
     (corpus / "жаңа.docx").write_bytes(make_docx(["Жаңа құжат. Ауылда жаңа саябақ ашылды."]))
     embedder.embedded = 0
-    from rag.pipeline import open_index
+    from rag.index import open_index
 
-    index = open_index(settings, embedder)
+    index = open_index(settings.index_spec, embedder)
     ids = {d["doc_id"] for d in index.documents}
     assert ids == {SEED_FILES[0], "ақсу.pdf", "жаңа.docx"}
     assert index.manifest["embedded"]["chunks"] == 1  # only the new document's chunk
@@ -120,7 +110,7 @@ def test_kazrag_index_reports_changes_and_skipped_files(
     monkeypatch.setattr(rag.embedding, "SentenceTransformerEmbedder", lambda _m: HashEmbedder())
     monkeypatch.setenv("KAZRAG_UPLOADS", str(tmp_path / "uploads"))
     readers._MEMO.clear()  # this process read the same scan in another test
-    corpus = _corpus(tmp_path, scan)
+    corpus = pages_corpus(tmp_path, scan)
     (corpus / "cut.pdf").write_bytes(scan[:200])
     args = ["index", "--corpus", str(corpus), "--index", str(tmp_path / "index")]
     assert main(args) == 0
@@ -143,7 +133,7 @@ def client(tmp_path: Path) -> TestClient:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(SEEDS / SEED_FILES[0], corpus / SEED_FILES[0])
-    engine = make_engine(_settings(tmp_path, corpus), embedder=HashEmbedder())
+    engine = make_engine(pages_settings(tmp_path, corpus), embedder=HashEmbedder())
     return TestClient(api.create_app(engine.settings, engine, token=""))
 
 
@@ -158,7 +148,7 @@ def test_upload_a_scan_ask_by_page_and_open_the_original(client: TestClient, sca
         assert (doc["format"], doc["pages"], doc["ocr_pages"]) == ("pdf", 2, [1, 2])
         assert doc["low_confidence_pages"] == []
 
-        r = client.post("/api/ask", json={"question": QUESTION})
+        r = client.post("/api/ask", json={"question": PAGES_QUESTION})
         cited = r.json()["citations"][0]
         assert (cited["doc_id"], cited["page"], cited["page_end"]) == ("Ақсу_тарихы.pdf", 2, None)
         hits = [h for h in r.json()["retrieved"] if h["doc_id"] == "Ақсу_тарихы.pdf"]
@@ -189,7 +179,7 @@ def test_bad_uploads_are_refused_and_nothing_is_lost(
     client: TestClient, name: str, data: bytes | None, status: int, message: str
 ) -> None:
     if data is None:
-        from rag.experiments.ocr_quality import scanned_pdf
+        from evals.experiments.ocr_quality import scanned_pdf
 
         data = scanned_pdf([""], dpi=100)
     with client:
@@ -210,12 +200,12 @@ def test_kazrag_index_and_ask_cite_page_2_with_the_real_model(
     where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
     assert main(["index", *where, "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["ask", QUESTION, *where, "--json"]) == 0
+    assert main(["ask", PAGES_QUESTION, *where, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert not out["abstained"]
     cited = out["citations"][0]
     assert (cited["doc_id"], cited["page"]) == ("ақсу.pdf", 2)
     assert "Сейітова" in cited["quote"]
     _quote_is_exact(tmp_path / "index", scan, cited["start"], cited["end"], cited["quote"])
-    docs = corpus_documents(_settings(tmp_path, corpus))
+    docs = corpus_documents(pages_settings(tmp_path, corpus).index_spec)
     assert docs[0].pages[1].number == 2

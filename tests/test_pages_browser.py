@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from rag.schema import Answer, Citation
-from tests.test_pages import QUESTION, _corpus, _settings
-from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _playwright, ask
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _playwright, ask
+from tests.helpers import PAGES_QUESTION as QUESTION
+from tests.helpers import pages_corpus as _corpus
+from tests.helpers import pages_settings as _settings
 from ui import render as ui
 
 
@@ -47,12 +49,11 @@ def test_documents_list_flags_low_confidence_ocr_pages() -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from ui.server import build_app
-    from rag.experiments.ocr_quality import scanned_pdf
+    from evals.experiments.ocr_quality import scanned_pdf
     from rag.pipeline import make_engine
     from tests.fakes import HashEmbedder
-    from tests.test_api import running_server
-    from tests.test_readers import PAGE_1, PAGE_2
+    from tests.helpers import PAGE_1, PAGE_2, running_server
+    from ui.server import build_app
 
     _playwright()  # skip before building anything
     root = tmp_path_factory.mktemp("pages-ui")

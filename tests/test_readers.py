@@ -14,23 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from evals.experiments.ocr_quality import cer, edit_distance, scanned_pdf
 from rag import readers
-from rag.experiments.ocr_quality import cer, edit_distance, scanned_pdf
 from rag.readers import SourceError, SourceTooLarge, cached_extract, read_document
 from rag.readers.html import visible_text
 from rag.readers.pdf import strip_running_lines
 from rag.schema import Page, page_span
 from rag.sources import document_from, read_corpus
-from tests.test_library import make_docx, make_pdf
-
-PAGE_1 = (
-    "Ақсу ауылының тарихы\n\n"
-    "Ақсу ауылы өзен жағасында орналасқан. Ауылда үлкен мектеп және кітапхана бар."
-)
-PAGE_2 = (
-    "Ауылдың алғашқы дәрігері Гүлнар Сейітова болды. Ол емханаға 1957 жылы келіп, "
-    "отыз жыл бойы ауыл тұрғындарын емдеді."
-)
+from tests.helpers import PAGE_1, PAGE_2, make_docx, make_pdf
 
 
 def text_pdf(pages: list[list[str]]) -> bytes:

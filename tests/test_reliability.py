@@ -9,7 +9,6 @@ is consistent afterwards. Plumbing runs on the hash embedder (tests/fakes.py).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -26,45 +25,28 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from kazrag.cli import main
 from rag import api, library
-from rag.cli import main
 from rag.index import load_index
 from rag.pipeline import Engine, answer
 from rag.schema import Answer
 from rag.settings import Settings
 from tests.conftest import ROOT
 from tests.fakes import HashEmbedder
-from tests.test_library import AUYL, SEED_FILES, make_pdf, small_engine
+from tests.helpers import (
+    AUYL,
+    SEED_FILES,
+    _skeleton,
+    chat_handlers,
+    check_answer,
+    make_pdf,
+    small_engine,
+    snapshot,
+)
 
 QUESTION = "HAQ қозғалысы Қордай оқиғасынан кейін не талап етті?"
 HUGE = "сұрақ " * 33_334  # 200,004 characters
 MARKER = re.compile(r"\[(\d+)\]")
-
-
-def snapshot(engine: Engine) -> dict[str, str]:
-    """sha256 of every file of the corpus, the uploads and the index folders."""
-    s = engine.settings
-    out: dict[str, str] = {}
-    for label, folder in (("corpus", s.corpus), ("uploads", s.uploads), ("index", s.index)):
-        if folder is None or not folder.exists():
-            continue
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                out[f"{label}/{p.relative_to(folder)}"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def _skeleton(s: str) -> str:
-    return "".join(ch.casefold() for ch in s if ch.isalnum())
-
-
-def check_answer(ans: Answer, engine: Engine) -> None:
-    """Well-formed: every marker has its citation and every citation's raw span is its quote."""
-    assert {int(m) for m in MARKER.findall(ans.answer)} == {c.marker for c in ans.citations}
-    for c in ans.citations:
-        raw = library.document_text(engine.settings, c.doc_id)
-        assert 0 <= c.start < c.end <= len(raw)
-        assert _skeleton(raw[c.start : c.end]) == _skeleton(c.quote)
 
 
 # --- minimal bad files ----------------------------------------------------------------------
@@ -114,7 +96,7 @@ BAD_UPLOADS: list[tuple[str, bytes, int, str]] = [
 
 def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "kazrag.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -458,14 +440,6 @@ def test_api_upload_names_cannot_leave_the_uploads_folder(
 # --- the chat -------------------------------------------------------------------------------
 
 
-def chat_handlers(engine: Engine) -> dict[str, Callable[..., Any]]:
-    """The chat's event handlers by name (the functions the browser's events call)."""
-    from ui.app import build_ui
-
-    demo = build_ui(engine.settings, engine)
-    return {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
-
-
 @pytest.fixture(scope="module")
 def ui_fns(shared: Engine) -> dict[str, Callable[..., Any]]:
     return chat_handlers(shared)
@@ -586,7 +560,7 @@ def test_answers_stay_well_formed_while_documents_are_added(tmp_path: Path, roun
             assert _skeleton(raw[c.start : c.end]) == _skeleton(c.quote)
     # The index on disk is complete and is the one the engine serves.
     index = load_index(engine.settings.index, "hash-embedder", engine.settings.chunking)
-    assert len(index.chunks) == index.manifest["n_chunks"] == index.dense.faiss.ntotal
+    assert len(index.chunks) == index.manifest["n_chunks"] == index.dense.count()
     assert index.manifest == engine.index.manifest
     docs = {d["doc_id"] for d in index.documents}
     assert docs == {*SEED_FILES, "ауыл-1.txt", "ауыл-2.txt", "ауыл-3.txt"}
@@ -628,7 +602,7 @@ def test_concurrent_first_requests_load_one_engine(
 
 
 def test_load_script_summary_and_report(tmp_path: Path) -> None:
-    from rag.experiments import load_test as lt
+    from evals.experiments import load_test as lt
 
     assert lt.percentile([0.1, 0.2, 0.3, 0.4], 50) == pytest.approx(250.0)
     assert lt.percentile([], 95) is None

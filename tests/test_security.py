@@ -29,9 +29,7 @@ from rag.index import load_index
 from rag.pipeline import Engine, answer
 from rag.schema import Answer, Chunk, Hit
 from tests.conftest import ROOT
-from tests.test_api import running_server
-from tests.test_library import small_engine
-from tests.test_reliability import check_answer, snapshot
+from tests.helpers import check_answer, running_server, small_engine, snapshot
 from ui import render as ui
 from ui import server
 
@@ -98,7 +96,7 @@ def test_document_markup_is_text_in_the_chat(evil_engine: Engine) -> None:
 
 
 def test_upload_status_shows_a_hostile_title_as_text(tmp_path: Path) -> None:
-    from tests.test_reliability import chat_handlers
+    from tests.helpers import chat_handlers
 
     engine = small_engine(tmp_path / "engine")
     doc = tmp_path / "evil-title.md"
@@ -346,7 +344,7 @@ def test_without_a_token_the_chat_is_open(tmp_path: Path) -> None:
 
 
 def test_default_bind_address_is_loopback() -> None:
-    from rag.cli import build_parser
+    from kazrag.cli import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
     assert inspect.signature(server.serve).parameters["host"].default == "127.0.0.1"
@@ -443,12 +441,11 @@ def test_upload_limit_stops_a_100_mb_body_early(
 
 # --- in the browser: a hostile document uploaded and asked about ------------------------------
 
-from tests.test_ui_browser import ask as browser_ask  # noqa: E402
-from tests.test_ui_browser import browser, page, served  # noqa: E402, F401  (fixtures)
+from tests.helpers import ask as browser_ask  # noqa: E402
 
 
 @pytest.mark.integration
-def test_hostile_document_in_the_browser(page: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_hostile_document_in_the_browser(page: Any, tmp_path: Path) -> None:
     page.evaluate("window.__pwned = false")
     for name, text in (("evil.txt", EVIL), ("evil-title.md", EVIL_TITLE)):
         doc = tmp_path / name

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from rag.pipeline import Engine, QuestionError, clean_question
 from rag.schema import Answer, Citation
 from rag.settings import Settings
-from tests.test_library import SEED_FILES, small_engine
+from tests.helpers import SEED_FILES, small_engine
 from ui import login, render, server, texts
 from ui.app import build_ui
 from ui.feedback import feedback_path, record_feedback

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_library import AUYL, small_engine
+from tests.helpers import AUYL, small_engine
 from ui.examples import EXAMPLES
 from ui.feedback import feedback_path
 from ui.texts import LANGUAGES, TEXT
@@ -49,7 +49,7 @@ def _playwright() -> Any:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from tests.test_api import running_server
+    from tests.helpers import running_server
     from ui.server import build_app
 
     _playwright()  # skip before building anything
@@ -430,7 +430,7 @@ def test_gradio_strings_follow_the_interface_language(page: Any, lang: str) -> N
 
 @pytest.fixture(scope="module")
 def served_with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.test_api import running_server
+    from tests.helpers import running_server
     from ui.server import build_app
 
     engine = small_engine(tmp_path_factory.mktemp("ui-token"))
@@ -476,7 +476,7 @@ def take_screenshot(out: Path, index: Path | None, color_scheme: str = "light") 
 
     from rag.pipeline import make_engine
     from rag.settings import from_env
-    from tests.test_api import running_server
+    from tests.helpers import running_server
     from ui.server import build_app
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ follow-up gets ``history = [Turn(previous question, previous answer)]`` from the
 answer to the item it ``follows`` (answered first, unscored, when it is outside the selection).
 Evidence quotes are mapped to raw spans with :func:`rag.sources.locate` in the documents of
 ``settings.corpus``; the retrieval figures use the same resolved query searched 10 deep (the
-answer itself reads the top ``top_k``). The figure definitions live in ``rag/metrics.py``.
+answer itself reads the top ``top_k``). The figure definitions live in ``evals/metrics.py``.
 
 *KazQAD* (``--kazqad FILE``), open book: the 697 distinct contexts are indexed once into
 ``index/kazqad/`` (or ``--index``; reused while the model, chunking and contexts match), each of
@@ -49,11 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.conversation import Turn
-from rag.embedding import Embedder
-from rag.index import CorpusIndex, IndexUnavailable, build_index, corpus_hash, load_index
-from rag.lexical import LexicalConfig
-from rag.metrics import (
+from evals.metrics import (
     KAZQAD_FLOOR,
     KAZQAD_MODES,
     KAZQAD_PAPER,
@@ -76,6 +72,9 @@ from rag.metrics import (
     parse_threshold,
     score,
 )
+from rag.conversation import Turn
+from rag.embedding import Embedder
+from rag.index import CorpusIndex, open_index
 from rag.schema import Answer, Document
 from rag.settings import PROJECT_ROOT, Settings
 
@@ -384,19 +383,16 @@ def kazqad_index(
     docs: Sequence[Document], folder: Path, embedder: Embedder, settings: Settings, source: Path
 ) -> CorpusIndex:
     """Load the cached KazQAD index when it matches model, chunking and contexts; else build it."""
-    try:
-        index = load_index(folder, embedder.name, settings.chunking, LexicalConfig())
-        if index.manifest.get("corpus_hash") == corpus_hash(docs):
-            return index
-        logger.info("KazQAD index at %s was built from other contexts; rebuilding", folder)
-    except IndexUnavailable as exc:
-        logger.info("%s", exc)
-    print(
-        f"indexing {len(docs)} KazQAD contexts into {folder} (once; a few minutes on 2 cores)",
-        file=sys.stderr,
-    )
-    return build_index(
-        docs, folder, embedder, settings.chunking, show_progress=sys.stderr.isatty(), corpus=source
+
+    def announce(n: int) -> None:
+        print(
+            f"indexing {n} KazQAD contexts into {folder} (once; a few minutes on 2 cores)",
+            file=sys.stderr,
+        )
+
+    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None)
+    return open_index(
+        spec, embedder, docs=docs, on_build=announce, show_progress=sys.stderr.isatty()
     )
 
 
@@ -635,7 +631,7 @@ def questions_report(
         f"- run: {meta['created']}, {meta['seconds']} s",
         f"- evidence quotes not located in the corpus: {figs['evidence_unlocated']}",
         "",
-        "Definitions: see the docstring of `rag/metrics.py`. Retrieval counts a chunk as relevant"
+        "Definitions: see the docstring of `evals/metrics.py`. Retrieval counts a chunk as relevant"
         " when it overlaps an evidence span; citations likewise.",
         "",
         "## Targets (issue 3)",

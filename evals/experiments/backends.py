@@ -1,6 +1,6 @@
 """Encoder backends side by side: torch fp32, ONNX Runtime fp32 and ONNX Runtime int8.
 
-``kazrag bench`` runs this after its own tables (``python -m rag.experiments.backends`` runs it
+``kazrag bench`` runs this after its own tables (``python -m evals.experiments.backends`` runs it
 alone) and writes the section ``backends`` of BENCHMARKS.md. Each backend is measured in a
 fresh child process, one after the other, so that its memory and its load time are its own and
 no backend inherits another's warm caches; everything else in a run is the same.
@@ -49,7 +49,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _rss() -> tuple[float, float]:
-    from rag.bench import memory_mb
+    from evals.bench import memory_mb
 
     return memory_mb()
 
@@ -77,8 +77,8 @@ def _rate(embedder: Any, texts: Sequence[str]) -> float:
 
 
 def _questions_quality(engine: Any, split: str) -> dict[str, float | None]:
-    from rag.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
-    from rag.metrics import figures, flatten
+    from evals.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
+    from evals.metrics import figures, flatten
     from rag.sources import load_corpus
 
     all_rows = load_questions(DEFAULT_QUESTIONS)
@@ -98,12 +98,13 @@ def _questions_quality(engine: Any, split: str) -> dict[str, float | None]:
 def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
     """Measure one backend in this (fresh) process and write the figures as JSON to ``out``."""
     started = time.perf_counter()
-    from rag.bench import kazqad_corpus, passage_texts, seed_questions, spread, time_each
+    from evals.bench import kazqad_corpus, passage_texts, seed_questions, spread, time_each
+    from evals.evaluation import kazqad_index, run_kazqad
+    from evals.metrics import flatten, kazqad_figures
     from rag.embedding import make_embedder
-    from rag.evaluation import kazqad_index, run_kazqad
     from rag.index import build_index
-    from rag.metrics import flatten, kazqad_figures
-    from rag.pipeline import answer, corpus_documents, make_engine
+    from rag.index import corpus_documents
+    from rag.pipeline import answer, make_engine
     from rag.settings import from_env
 
     settings = from_env(model=model, backend=backend).replace(uploads=None)
@@ -122,7 +123,7 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
     qvecs = emb.embed_queries(questions)
     np.save(out.with_suffix(".npy"), qvecs)
 
-    docs = corpus_documents(settings)
+    docs = corpus_documents(settings.index_spec)
     kq_docs = None
     if kazqad:
         kq_docs, _ = kazqad_corpus(kazqad)
@@ -154,7 +155,7 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
             kindex = kazqad_index(kq_docs, kfolder, emb, settings, kazqad)
             res["kazqad_build_s"] = time.perf_counter() - t0
             res["kazqad_passages"] = kindex.manifest["n_chunks"] + kindex.manifest["n_sentences"]
-            from rag.evaluation import load_kazqad
+            from evals.evaluation import load_kazqad
 
             _, items = load_kazqad(kazqad)
             kengine = make_engine(
@@ -213,7 +214,7 @@ def cold_start(backend: str, runs: int = COLD_RUNS) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "rag.cli", "ask", COLD_QUESTION],
+            [sys.executable, "-m", "kazrag.cli", "ask", COLD_QUESTION],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,
@@ -237,7 +238,7 @@ def measure(
         print(f"backends: measuring {backend}", file=sys.stderr, flush=True)
         out = workdir / f"{backend}.json"
         if not out.is_file():  # a kept work folder (--workdir) resumes an interrupted run
-            cmd = [sys.executable, "-m", "rag.experiments.backends", "--worker", backend]
+            cmd = [sys.executable, "-m", "evals.experiments.backends", "--worker", backend]
             cmd += ["--model", model, "--json", str(out)]
             if kazqad:
                 cmd += ["--kazqad", str(kazqad)]
@@ -415,7 +416,7 @@ def run(
     workdir: Path | None = None,
 ) -> str:
     """Measure the backends, write the ``backends`` section of ``out_path``, return it."""
-    from rag.bench import load_average, machine_info, write_section
+    from evals.bench import load_average, machine_info, write_section
     from rag.e5_folder import ensure_model
 
     load_start = load_average()
@@ -444,8 +445,8 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rag.experiments.backends [--kazqad FILE] [--out BENCHMARKS.md]``."""
-    p = argparse.ArgumentParser(prog="python -m rag.experiments.backends", description=__doc__)
+    """``python -m evals.experiments.backends [--kazqad FILE] [--out BENCHMARKS.md]``."""
+    p = argparse.ArgumentParser(prog="python -m evals.experiments.backends", description=__doc__)
     p.add_argument("--kazqad", type=Path)
     p.add_argument("--model", default="multilingual-e5-small")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))

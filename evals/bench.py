@@ -38,14 +38,14 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rag.chunking import chunk_corpus
 from rag.embedding import Embedder, make_embedder
-from rag.index import HNSW_THRESHOLD, VectorIndex, build_index, search_text
+from rag.index import build, corpus_documents, search_text
 from rag.schema import Document
-from rag.settings import Settings
+from rag.settings import Settings, env_value
+from rag.stores.faiss import HNSW_THRESHOLD, FaissStore, omp_threads
 
 # Targets from the issues: build within 10% of the bare encoder, retrieval p95 <= 20 ms and a
 # full offline answer p95 <= 500 ms on the seed corpus, model loaded.
@@ -157,9 +157,9 @@ def synthetic_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def index_bytes(index: faiss.Index) -> int:
+def index_bytes(index: FaissStore) -> int:
     """Size of the serialised FAISS index (what ``vectors.faiss`` takes on disk)."""
-    return int(faiss.serialize_index(index).nbytes)
+    return index.nbytes()
 
 
 # --- corpora ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def run_corpus(
         f"{len(sentence_texts)} sentences) in {folder}"
     )
     t0 = time.perf_counter()
-    index = build_index(docs, folder, embedder, settings.chunking, corpus=corpus)
+    index = build(settings.index_spec.replace(folder=folder, corpus=corpus), embedder, docs)
     build_s = time.perf_counter() - t0
     m = index.manifest
     # The engine loads the index just built; a corpus path that is not the index's own keeps
@@ -340,7 +340,7 @@ def seed_questions(path: Path) -> list[str]:
 def kazqad_corpus(path: Path) -> tuple[list[Document], list[str]]:
     """KazQAD's distinct contexts as documents and its distinct questions, loaded exactly as
     the evaluation loads them (same ids and titles, so the same chunks are embedded)."""
-    from rag.evaluation import load_kazqad
+    from evals.evaluation import load_kazqad
 
     docs, items = load_kazqad(path)
     return docs, [item.question for item in items]
@@ -385,16 +385,16 @@ def extrapolate_build(seconds: float, done: int, total: int) -> float:
 
 
 def single_query_latency(
-    index: VectorIndex, queries: np.ndarray, k: int, threads: int | None = None
+    index: FaissStore, queries: np.ndarray, k: int, threads: int | None = None
 ) -> Latency:
     """One query at a time, as the retriever searches; ``threads`` caps FAISS's OpenMP pool.
 
     On a busy machine OpenMP threads wait for a core at every barrier, so a one-thread figure
     beside the default one tells contention from the cost of the scan itself.
     """
-    before = faiss.omp_get_max_threads()
+    before = omp_threads()
     if threads is not None:
-        faiss.omp_set_num_threads(threads)
+        FaissStore.set_threads(threads)
     try:
         index.search(queries[:WARMUP], k)
         samples = []
@@ -403,21 +403,19 @@ def single_query_latency(
             index.search(queries[i : i + 1], k)
             samples.append((time.perf_counter() - t0) * 1000)
     finally:
-        faiss.omp_set_num_threads(before)
+        FaissStore.set_threads(before)
     return Latency.of(samples)
 
 
 def hnsw_recall(data: np.ndarray, queries: np.ndarray, k: int) -> float:
     """Recall@k of the production HNSW configuration against flat over ``data``."""
-    _, approx = VectorIndex.build(data, "hnsw").faiss.search(queries, k)
+    _, approx = FaissStore.build(data, "hnsw").faiss.search(queries, k)
     return recall_at_k(approx, exact_rows(data, queries, k), k)
 
 
 def exact_rows(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Top-k rows by inner product with a flat FAISS index (the reference for recall)."""
-    flat = faiss.IndexFlatIP(data.shape[1])
-    flat.add(np.ascontiguousarray(data))
-    _, rows = flat.search(queries, k)
+    _, rows = FaissStore.build(data, "flat").faiss.search(queries, k)
     return rows
 
 
@@ -432,26 +430,26 @@ def run_scale(
     gc.collect()
     rss0, _ = memory_mb()
     t0 = time.perf_counter()
-    flat = VectorIndex.build(data, "flat")
+    flat = FaissStore.build(data, "flat")
     flat_build_s = time.perf_counter() - t0
     flat_rss = memory_mb()[0] - rss0
     flat_lat = single_query_latency(flat, q, k)
     flat1_lat = single_query_latency(flat, q, k, threads=1)
     _, truth = flat.faiss.search(q, k)
-    flat_bytes = index_bytes(flat.faiss)
+    flat_bytes = index_bytes(flat)
     del flat
     gc.collect()
 
     _say(f"scale {n:,}: flat p95 {flat_lat.p95:.2f} ms; building HNSW (budget {budget_s:.0f} s)")
     rss0, _ = memory_mb()
     # An empty index built by the production code path, so M / efConstruction / efSearch are
-    # the ones rag/index.py uses; vectors are added in blocks so a budget can stop the build.
-    hnsw = VectorIndex.build(np.zeros((0, dim), dtype=np.float32), "hnsw")
+    # the ones rag/stores/faiss.py uses; vectors are added in blocks so a budget can stop the build.
+    hnsw = FaissStore.build(np.zeros((0, dim), dtype=np.float32), "hnsw")
     block = min(n, max(10_000, n // 20))
     t0 = time.perf_counter()
     done = 0
     while done < n:
-        hnsw.faiss.add(data[done : done + block])
+        hnsw.add(data[done : done + block])
         done = min(n, done + block)
         if time.perf_counter() - t0 > budget_s:
             break
@@ -463,7 +461,7 @@ def run_scale(
         _say(f"scale {n:,}: HNSW budget hit after {done:,} vectors; measuring that index")
         truth = exact_rows(data[:done], q, k)
     recall = recall_at_k(approx, truth, k)
-    hnsw_bytes = index_bytes(hnsw.faiss)
+    hnsw_bytes = index_bytes(hnsw)
     del hnsw, data
     gc.collect()
     return ScaleRun(
@@ -574,7 +572,7 @@ def machine_info() -> dict[str, str]:
             continue
     return {
         "cpu": f"{cpu}, {os.cpu_count()} cores ({usable} usable), {ram} RAM",
-        "threads": f"{torch_threads}; faiss with {faiss.omp_get_max_threads()} OpenMP threads",
+        "threads": f"{torch_threads}; faiss with {omp_threads()} OpenMP threads",
         "versions": ", ".join(versions),
         "python": sys.version.split()[0],
     }
@@ -803,7 +801,7 @@ def write_section(path: Path, body: str, name: str = "bench") -> None:
 
 
 def _budget(args: argparse.Namespace) -> float:
-    value = getattr(args, "hnsw_budget", None) or os.environ.get("KAZRAG_BENCH_HNSW_BUDGET")
+    value = getattr(args, "hnsw_budget", None) or env_value("BENCH_HNSW_BUDGET")
     try:
         return float(value) if value else HNSW_BUDGET_S
     except ValueError as exc:
@@ -812,8 +810,6 @@ def _budget(args: argparse.Namespace) -> float:
 
 def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None = None) -> int:
     """Run the benchmark, print the tables and write the section into ``args.out``."""
-    from rag.pipeline import corpus_documents
-
     started = time.perf_counter()
     load_start = load_average()
     out_path = Path(getattr(args, "out", None) or "BENCHMARKS.md")
@@ -837,7 +833,7 @@ def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
         corpora.append(
             run_corpus(
                 "seeds",
-                corpus_documents(seed_settings),
+                corpus_documents(seed_settings.index_spec),
                 questions,
                 f"{len(questions)} (all of questions.jsonl)",
                 seed_settings,
@@ -898,8 +894,8 @@ def main(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
 
 
 def run_backends(out_path: Path, kazqad: Path | None, model: str) -> None:
-    """torch fp32 / ONNX fp32 / ONNX int8 side by side (rag/experiments/backends.py)."""
-    from rag.experiments.backends import run
+    """torch fp32 / ONNX fp32 / ONNX int8 side by side (evals/experiments/backends.py)."""
+    from evals.experiments.backends import run
 
     _say("comparing the encoder backends (one fresh process each)")
     print(run(out_path, kazqad, model))

@@ -1,6 +1,6 @@
 """How far can an evidence-first answer go? The limits behind issue 3's quality targets.
 
-    python -m rag.experiments.ceiling [--kazqad FILE] [--write BENCHMARKS.md]
+    python -m evals.experiments.ceiling [--kazqad FILE] [--write BENCHMARKS.md]
 
 The evidence-first generator answers with sentences of the retrieved chunks. This study
 measures, on the project's question set, what *any* choice among those sentences could reach
@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.evaluation import load_questions
+from evals.metrics import normalize_answer
 from rag.conversation import Turn, resolve
-from rag.evaluation import load_questions
 from rag.generation import (
     ScoredSentence,
     answer_type,
@@ -47,7 +48,6 @@ from rag.generation import (
     support,
 )
 from rag.lexical import analyze
-from rag.metrics import normalize_answer
 from rag.pipeline import Engine, answer, get_engine, make_engine, retrieve
 from rag.schema import Sentence
 from rag.settings import DEFAULT_CORPUS, from_env
@@ -203,7 +203,7 @@ def question_cases(engine: Engine) -> list[Case]:
 
 def kazqad_cases(path: Path) -> list[Case]:
     """KazQAD questions whose answer sentence is among the retrieved candidates."""
-    from rag.evaluation import DEFAULT_KAZQAD_INDEX, kazqad_index, load_kazqad
+    from evals.evaluation import DEFAULT_KAZQAD_INDEX, kazqad_index, load_kazqad
 
     docs, items = load_kazqad(path)
     settings = from_env().replace(index=DEFAULT_KAZQAD_INDEX, corpus=path, uploads=None)
@@ -321,7 +321,7 @@ def report(cases: Sequence[Case], kazqad: Sequence[Case], engine: Engine) -> str
     """The study's figures as Markdown."""
     dev = [c for c in cases if c.split == "dev"]
     test = [c for c in cases if c.split == "test"]
-    lines = ["## Ceiling of the evidence-first answer (`python -m rag.experiments.ceiling`)", ""]
+    lines = ["## Ceiling of the evidence-first answer (`python -m evals.experiments.ceiling`)", ""]
     n_ans = sum(c.answerable for c in cases)
     lines += [
         f"Question set: {len(cases)} questions ({n_ans} answerable); candidates are the "
@@ -395,7 +395,7 @@ def main() -> None:
     text = report(cases, kazqad, engine)
     print(text)
     if args.write:
-        from rag.bench import write_section
+        from evals.bench import write_section
 
         write_section(args.write, text, "ceiling")
 

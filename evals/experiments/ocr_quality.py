@@ -1,6 +1,6 @@
 """How well do scanned documents read? OCR quality, its cost to answers, and its speed.
 
-    python -m rag.experiments.ocr_quality [--dpi 150 300] [--write BENCHMARKS.md]
+    python -m evals.experiments.ocr_quality [--dpi 150 300] [--write BENCHMARKS.md]
 
 1. **Character error rate**: every seed document is typeset onto A4 pages (DejaVu Sans 11 pt,
    as a printed report), each page rasterised at 150 and 300 dpi the way a scanner would
@@ -212,15 +212,15 @@ def _approximate_span(doc: Document, quote: str) -> tuple[int, int] | None:
 
 def answers_from(docs: Sequence[Document], folder: Path, settings: Any, embedder: Any) -> dict:
     """Question-set figures over an index of ``docs`` built in ``folder``."""
-    from rag.evaluation import (
+    from evals.evaluation import (
         DEFAULT_QUESTIONS,
         EvidenceLocator,
         load_questions,
         run_questions,
         warm_up,
     )
+    from evals.metrics import figures
     from rag.index import build_index
-    from rag.metrics import figures
     from rag.pipeline import make_engine
 
     class ApproximateLocator(EvidenceLocator):
@@ -294,7 +294,7 @@ def report(
 
     day = time.strftime("%Y-%m-%d", time.gmtime())
     lines = [
-        "## Documents and OCR (`python -m rag.experiments.ocr_quality`)",
+        "## Documents and OCR (`python -m evals.experiments.ocr_quality`)",
         "",
         f"Measured {day} on {os.cpu_count()} cores **while about six engineers shared the "
         "machine** (speed figures are pessimistic; quality figures do not depend on load). "
@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-questions", action="store_true")
     args = parser.parse_args(argv)
 
-    from rag.bench import write_section
+    from evals.bench import write_section
     from rag.pipeline import get_engine
     from rag.settings import from_env
     from rag.sources import load_corpus

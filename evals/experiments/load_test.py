@@ -16,8 +16,8 @@ errors and RSS grew by at most ``--rss-bound-mb`` over the measured run. The fig
 and written into BENCHMARKS.md between
 ``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are left alone.
 
-    python -m rag.experiments.load_test                       # 16 clients, 60 s
-    python -m rag.experiments.load_test --clients 4 --seconds 10 --no-write
+    python -m evals.experiments.load_test                       # 16 clients, 60 s
+    python -m evals.experiments.load_test --clients 4 --seconds 10 --no-write
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from rag.bench import write_section
-from rag.experiments import api_bench
+from evals.bench import write_section
+from evals.experiments import api_bench
 from rag.schema import MARKER_RE
-from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT
+from rag.settings import DEFAULT_CORPUS, DEFAULT_INDEX, PROJECT_ROOT, env_value
 
 ENDPOINTS = ("/api/ask", "/v1/chat/completions", "/v1/chat/completions (stream)")
 # Once warmed up under the same concurrency, memory must not grow with the number of requests:
@@ -98,7 +98,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def _auth() -> dict[str, str]:
-    token = os.environ.get("KAZRAG_API_TOKEN")
+    token = env_value("API_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -318,7 +318,7 @@ def section(f: dict[str, Any]) -> str:
     samples = ", ".join(f"{t:.0f}: {mb:,.0f}" for t, mb in f.get("rss_samples", [])[::2]) or "–"
     return f"""## Load: {f["clients"]} concurrent clients for {f["seconds"]:.0f} s
 
-`python -m rag.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
+`python -m evals.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
 `{f["generator"]}`; {f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
 {f["date"]}, Python {f["python"]}. Half the requests are `/api/ask`, a quarter

@@ -67,17 +67,17 @@ def _print_json(obj: Any) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     """Build or update the index of a corpus folder."""
     from rag.embedding import make_embedder
-    from rag.index import build_index
-    from rag.pipeline import read_documents
+    from rag.index import build, read_documents
 
     s = _settings(args)
+    spec = s.index_spec.replace(kind=args.kind)
 
     def progress(name: str, message: str) -> None:
         if not args.quiet and message != "reading":
             print(f"  {name}: {message}", file=sys.stderr)
 
     before = _indexed_files(s.index)
-    docs, skipped = read_documents(s, progress)
+    docs, skipped = read_documents(spec, progress)
     if not docs:
         why = "; ".join(item.reason for item in skipped) or "the folder holds none"
         print(f"kazrag index: error: no readable documents in {s.corpus}: {why}", file=sys.stderr)
@@ -95,19 +95,12 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"{len(removed)} removed, {len(now) - len(added) - len(changed)} unchanged",
             file=sys.stderr,
         )
-    index = build_index(
-        docs,
-        s.index,
-        make_embedder(s.model, s.backend),
-        s.chunking,
-        kind=args.kind,
-        show_progress=not args.quiet,
-        corpus=s.corpus,
-    )
+    embedder = make_embedder(s.model, s.backend)
+    index = build(spec, embedder, docs, show_progress=not args.quiet)
     m = index.manifest
     print(
         f"{m['n_chunks']} chunks ({m['embedded']['chunks']} newly embedded), "
-        f"{m['n_sentences']} sentences, {m['faiss_index']} index, {m['build_seconds']} s "
+        f"{m['n_sentences']} sentences, {m['store_kind']} {m['store']} index, {m['build_seconds']} s "
         f"-> {s.index}"
     )
     return 0
@@ -275,15 +268,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Score the system on a question set or on KazQAD (see rag/evaluation.py)."""
-    from rag.evaluation import main as eval_main
+    """Score the system on a question set or on KazQAD (see evals/evaluation.py)."""
+    from evals.evaluation import main as eval_main
 
     return eval_main(args, _settings(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Speed and memory benchmark into BENCHMARKS.md (see rag/bench.py)."""
-    from rag.bench import main as bench_main
+    """Speed and memory benchmark into BENCHMARKS.md (see evals/bench.py)."""
+    from evals.bench import main as bench_main
 
     return bench_main(args, _settings(args))
 

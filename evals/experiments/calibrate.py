@@ -1,6 +1,6 @@
 """Calibrate the abstention thresholds of the evidence-first generator on the dev split.
 
-    python -m rag.experiments.calibrate [--index DIR]
+    python -m evals.experiments.calibrate [--index DIR]
 
 For every question the best sentence's support score is recorded (the number the generator
 compares with ``GeneratorConfig.abstain_kk`` / ``abstain_other``). The threshold is the one that
@@ -18,8 +18,8 @@ import math
 import os
 from pathlib import Path
 
+from evals.evaluation import load_questions
 from rag.conversation import Turn, resolve
-from rag.evaluation import load_questions
 from rag.generation import GeneratorConfig, detail_gain, score_sentences, support
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env

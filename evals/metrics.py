@@ -1,7 +1,7 @@
 """Pure evaluation metrics: from per-question records to the figures of a run.
 
 Nothing here loads a model or reads a file, so every figure can be checked by hand in
-``tests/test_metrics.py``. ``rag/evaluation.py`` runs the system, turns each answer into a
+``tests/test_metrics.py``. ``evals/evaluation.py`` runs the system, turns each answer into a
 :class:`Record` (what the system did, beside the gold data), and calls :func:`figures`.
 
 Definitions (where the issue left a choice, the choice is written here):

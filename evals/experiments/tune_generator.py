@@ -1,6 +1,6 @@
 """Tune the evidence-first generator's weights on the dev split.
 
-    python -m rag.experiments.tune_generator [--split dev]
+    python -m evals.experiments.tune_generator [--split dev]
 
 Retrieval and sentence vectors are computed once per question; each weight setting then only
 re-scores and re-selects sentences. Reported per setting: the share of answerable questions
@@ -15,8 +15,8 @@ import itertools
 import os
 from typing import Any
 
+from evals.evaluation import load_questions
 from rag.conversation import Turn, resolve
-from rag.evaluation import load_questions
 from rag.generation import GeneratorConfig, compose, score_sentences, select
 from rag.pipeline import get_engine, retrieve
 from rag.settings import DEFAULT_CORPUS, from_env

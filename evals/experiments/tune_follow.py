@@ -1,8 +1,8 @@
 """Measure the multi-sentence answer rules by question type, on and off, on one split.
 
-    python -m rag.experiments.tune_follow [--split dev] [--follow 0,3,5] [--margin 0.1,0.15]
+    python -m evals.experiments.tune_follow [--split dev] [--follow 0,3,5] [--margin 0.1,0.15]
 
-Every variant answers the split through the real pipeline (``rag.evaluation.run_questions``)
+Every variant answers the split through the real pipeline (``evals.evaluation.run_questions``)
 with one engine: following the document (``GeneratorConfig.max_follow``) and the multi-subject
 spread of passages and sentences (``rag.retriever.multi_subject``) switched on or off. Printed
 per variant and question type: answers holding all key facts, citation precision, hit@5 and
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import rag.pipeline
-from rag.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
-from rag.metrics import figures
+from evals.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
+from evals.metrics import figures
 from rag.pipeline import Engine, get_engine
 from rag.retriever import multi_subject
 from rag.settings import from_env

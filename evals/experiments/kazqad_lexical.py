@@ -9,9 +9,9 @@ percentile time of one query (analyze + score + top-10, single thread), the buil
 paired-bootstrap 95% interval of the MRR@10 difference against the published floor
 (plain BM25, words cut to five letters).
 
-    python -m rag.experiments.kazqad_lexical            # the full table
-    python -m rag.experiments.kazqad_lexical --quick    # a handful of rows
-    python -m rag.experiments.kazqad_lexical --json out.json
+    python -m evals.experiments.kazqad_lexical            # the full table
+    python -m evals.experiments.kazqad_lexical --quick    # a handful of rows
+    python -m evals.experiments.kazqad_lexical --json out.json
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Every phase has a fixed number of requests, and the server is stopped at the end
 errors). The figures are printed and written into BENCHMARKS.md between
 ``<!-- api:start -->`` and ``<!-- api:end -->``; the rest of the file is left alone.
 
-    python -m rag.experiments.api_bench                      # default index (index/seeds)
-    python -m rag.experiments.api_bench --index /tmp/idx --requests 20 --concurrent 64
+    python -m evals.experiments.api_bench                      # default index (index/seeds)
+    python -m evals.experiments.api_bench --index /tmp/idx --requests 20 --concurrent 64
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from rag.bench import write_section
-from rag.settings import DEFAULT_CORPUS, PROJECT_ROOT
+from evals.bench import write_section
+from rag.settings import DEFAULT_CORPUS, PROJECT_ROOT, env_value
 
 
 def free_port() -> int:
@@ -61,9 +61,9 @@ def server(
 ) -> Iterator[tuple[str, int]]:
     """Run ``kazrag serve`` on 127.0.0.1:port until the block ends; yields (base URL, pid).
 
-    The load test (rag/experiments/load_test.py) starts its server through this too.
+    The load test (evals/experiments/load_test.py) starts its server through this too.
     """
-    cmd = [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "kazrag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if index is not None:
         cmd += ["--index", str(index)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
@@ -93,7 +93,7 @@ def server(
 
 
 def _auth() -> dict[str, str]:
-    token = os.environ.get("KAZRAG_API_TOKEN")
+    token = env_value("API_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -218,7 +218,7 @@ def section(f: dict[str, Any]) -> str:
     )
     return f"""## HTTP API
 
-`python -m rag.experiments.api_bench` — `kazrag serve` on 127.0.0.1, seed corpus
+`python -m evals.experiments.api_bench` — `kazrag serve` on 127.0.0.1, seed corpus
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
 `{f["generator"]}`, {f["cpus"]} CPU cores, Python {f["python"]}, {f["date"]}. Client and server
 share the machine; its load average was {f["load_before"]:.1f} before the run and

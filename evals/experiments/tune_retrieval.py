@@ -1,6 +1,6 @@
 """Choose chunk size, overlap and fusion on the question set's dev split (retrieval only).
 
-    python -m rag.experiments.tune_retrieval [--split dev]
+    python -m evals.experiments.tune_retrieval [--split dev]
 
 For each chunking the chunks are embedded once; then dense, lexical and fused rankings are
 scored by hit@1/@5 and MRR@10, a chunk counting as relevant when it overlaps an evidence span.
@@ -12,14 +12,15 @@ import argparse
 import os
 import time
 
+from evals.evaluation import load_questions
 from rag.chunking import ChunkingConfig, chunk_corpus
 from rag.embedding import SentenceTransformerEmbedder
-from rag.evaluation import load_questions
 from rag.fusion import fuse
-from rag.index import VectorIndex, search_text
+from rag.index import search_text
 from rag.lexical import BM25Index
 from rag.settings import DEFAULT_CORPUS
 from rag.sources import load_corpus, locate
+from rag.stores.faiss import FaissStore
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
         chunks = chunk_corpus(docs, cfg)
         t0 = time.perf_counter()
         vecs = emb.embed_passages([search_text(c) for c in chunks])
-        dense_idx = VectorIndex.build(vecs, "flat")
+        dense_idx = FaissStore.build(vecs, "flat")
         bm25 = BM25Index.build([search_text(c) for c in chunks])
         rel = [
             {

@@ -1,0 +1,1 @@
+"""The kazrag application: entry points above the library (rag), the chat (ui) and measurement (evals)."""

@@ -1,0 +1,28 @@
+"""Vector stores: one file per backend, chosen once from the ``store`` setting.
+
+A new backend is one new file here implementing :class:`rag.stores.base.VectorStore` plus one
+line in :data:`STORES`. Backends are imported only when chosen, so an unused backend's library
+need not be installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from rag.stores.base import VectorStore
+
+# name (the ``store`` setting and the manifest's ``store``) -> "module:class"
+STORES: dict[str, str] = {
+    "faiss": "rag.stores.faiss:FaissStore",
+}
+
+
+def store_class(name: str) -> type[VectorStore]:
+    """The store class registered under ``name``; a clear error for an unknown name."""
+    if name not in STORES:
+        raise ValueError(f"unknown vector store {name!r}; choose one of {', '.join(STORES)}")
+    module, _, cls = STORES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+__all__ = ["STORES", "VectorStore", "store_class"]
