@@ -589,6 +589,8 @@ def corpus_documents(spec: IndexSpec) -> list[Document]:
     A file that cannot be read is logged and left out; the others are still indexed.
     """
     docs, skipped = read_documents(spec)
+    for item in skipped:  # the rest is still indexed; say what was left out
+        logger.warning("skipping %s", item.reason)
     if not docs and spec.corpus is not None:
         why = "; ".join(s.reason for s in skipped) if skipped else "no documents"
         raise SourceError(f"no readable documents in {spec.corpus}: {why}")

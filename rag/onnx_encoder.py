@@ -407,7 +407,7 @@ class OnnxEmbedder:
         enc = self._counter.encode(text, add_special_tokens=False)
         return [(int(a), int(b)) for a, b in enc.offsets]
 
-    def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], kind: str, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         prompt = self.info.prompts.get(kind, "")
@@ -416,7 +416,12 @@ class OnnxEmbedder:
             encodings = tokenizer.encode_batch([prompt + t for t in texts])
             order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
             out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-            for start in range(0, len(order), self.batch_size):
+            starts = range(0, len(order), self.batch_size)
+            if show_progress:  # the same "Batches" bar as sentence-transformers shows
+                from tqdm import tqdm
+
+                starts = tqdm(starts, desc="Batches", file=sys.stderr)
+            for start in starts:
                 idx = order[start : start + self.batch_size]
                 feeds = self._feeds([encodings[i].ids for i in idx])
                 out[idx] = session.run(None, feeds)[0]
@@ -448,8 +453,8 @@ class OnnxEmbedder:
         return self._encode(texts, "query")
 
     def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """Encode passages with the model's ``passage`` prompt (no progress bar here)."""
-        return self._encode(texts, "passage")
+        """Encode passages with the model's ``passage`` prompt (a progress bar on request)."""
+        return self._encode(texts, "passage", show_progress)
 
 
 def _load_files(info: OnnxInfo, backend: str) -> tuple[Tokenizer, onnxruntime.InferenceSession]:

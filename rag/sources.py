@@ -356,7 +356,7 @@ def read_corpus(
             extracted = cached_extract(path.name, data, cache, _per_page(report, path.name))
         except (SourceError, OSError) as exc:
             reason = str(exc) if isinstance(exc, SourceError) else f"{path.name}: {exc}"
-            logger.warning("skipping %s", reason)
+            logger.info("skipping %s", reason)  # callers report what was skipped
             skipped.append(Skipped(path.name, reason))
             continue
         read[path.name] = (extracted, file_key(data))
@@ -366,7 +366,7 @@ def read_corpus(
         try:
             docs.append(document_from(name, extracted, sha, vocab))
         except SourceError as exc:
-            logger.warning("skipping %s", exc)
+            logger.info("skipping %s", exc)
             skipped.append(Skipped(name, str(exc)))
     return docs, skipped
 
@@ -379,6 +379,8 @@ def load_corpus(corpus: Path, cache: Path | None = None) -> list[Document]:
         raise SourceError(
             f"no readable documents ({', '.join(SUPPORTED_SUFFIXES)}) in {corpus}: {why}"
         )
+    for item in skipped:
+        logger.warning("skipping %s", item.reason)
     return docs
 
 

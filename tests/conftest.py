@@ -49,7 +49,7 @@ def hash_embedder():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from rag.api import build_app
+    from ui.server import build_app
     from tests import helpers
 
     helpers._playwright()  # skip before building anything
