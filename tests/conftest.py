@@ -49,8 +49,8 @@ def hash_embedder():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from ui.server import build_app
     from tests import helpers
+    from ui.server import build_app
 
     helpers._playwright()  # skip before building anything
     engine = helpers.small_engine(tmp_path_factory.mktemp("ui"))

@@ -17,8 +17,7 @@ from fastapi.testclient import TestClient
 
 from kazrag.cli import main
 from rag import api, library, readers
-from rag.index import TEXTS
-from rag.index import corpus_documents
+from rag.index import TEXTS, corpus_documents
 from rag.pipeline import answer, make_engine
 from tests.conftest import SEEDS
 from tests.fakes import HashEmbedder

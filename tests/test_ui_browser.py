@@ -18,33 +18,26 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import AUYL, small_engine
+from tests.helpers import (
+    AUYL,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    _playwright,
+    ask,
+    small_engine,
+)
 from ui.examples import EXAMPLES
 from ui.feedback import feedback_path
 from ui.texts import LANGUAGES, TEXT
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 QUESTION = (
     "HAQ қозғалысы Қордай оқиғасынан кейін Қазақстан халқы ассамблеясының қызметін қалай бағалады?"
 )
-TIMEOUT_MS = 60_000
 TOKEN = "browser-test-token"
 
 
 # --- the browser ----------------------------------------------------------------------------
-
-
-def _playwright() -> Any:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium chromium-driver")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip(
-            "playwright is not installed: pip install playwright (not `playwright install`)"
-        )
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +75,6 @@ def page(browser: Any, served: tuple[str, Any]) -> Iterator[Any]:
     pg = open_page(browser, served[0])
     yield pg
     pg.context.close()
-
-
-def ask(page: Any, question: str, n_answers: int) -> Any:
-    """Type a question, send it, and wait for the n-th answer to get its citation links."""
-    page.fill("#kz-input textarea", question)
-    page.click("#kz-send")
-    page.wait_for_function(
-        "n => document.querySelectorAll('#kz-chat a.kz-cite[href^=\"#kz-src-' + (n - 1) + '-\"]')"
-        ".length > 0",
-        arg=n_answers,
-    )
-    return page
 
 
 @pytest.mark.integration
