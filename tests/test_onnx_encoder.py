@@ -8,6 +8,7 @@ exports go, what a broken export folder reads as, the setting, the index's backe
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from rag.onnx_encoder import (
     OnnxEmbedder,
     export_folder,
     read_export,
+    token_batches,
 )
 from rag.settings import from_env
 from tests.fakes import HashEmbedder
@@ -118,6 +120,23 @@ def test_cli_rejects_an_unknown_backend(capsys: pytest.CaptureFixture[str]) -> N
         main(["ask", "Абай кім?", "--backend", "tensorrt"])
     assert exc.value.code == 2
     assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_batches_hold_a_token_budget_and_every_row_once() -> None:
+    lengths = [512, 300, 229, 229, 229, 100, 40, *[33] * 70, 5, 1]
+    batches = token_batches(lengths, 32, 2048)
+    assert batches[0][0] == 0 and batches[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(batches))
+    for start, stop in batches:
+        assert stop > start
+        assert stop - start <= 32
+        # the first row is the longest (sorted): it sets the padded width of the batch
+        assert (stop - start) * lengths[start] <= 2048
+    assert batches[0] == (0, 4)  # 4 x 512 = 2,048: long texts go a few at a time
+    assert max(stop - start for start, stop in batches) == 32  # short ones 32 at a time
+    # a row longer than the budget still goes, alone
+    assert token_batches([5000, 10], 32, 2048) == [(0, 1), (1, 2)]
+    assert token_batches([], 32, 2048) == []
 
 
 def test_embedders_are_lazy() -> None:
@@ -216,6 +235,16 @@ def test_seed_questions_find_the_same_sentences(backend: str, torch_model, expor
     # on the seed texts, the reason it is not the default).
     assert top1 >= (0.97 if backend == "onnx" else 0.7), top1
     assert overlap >= (0.97 if backend == "onnx" else 0.75), overlap
+
+
+@pytest.mark.model
+def test_batch_shapes_do_not_change_the_vectors(export) -> None:
+    """Token-budget batches (long texts a few at a time) give the vectors one batch gives."""
+    texts = [*CHECK_TEXTS, *EDGE_TEXTS, "Абай — ақын.", "Алматы — ірі қала. " * 30]
+    one = OnnxEmbedder("multilingual-e5-small", info=export, batch_tokens=10**6)
+    small = OnnxEmbedder("multilingual-e5-small", info=export, batch_tokens=600)
+    a, b = one.embed_passages(texts), small.embed_passages(texts)
+    assert np.sum(a * b, axis=1).min() >= 0.9999
 
 
 @pytest.mark.model
