@@ -95,15 +95,18 @@ def _questions_quality(engine: Any, split: str) -> dict[str, float | None]:
     return {n: flat.get(n) for n in names}
 
 
-def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
-    """Measure one backend in this (fresh) process and write the figures as JSON to ``out``."""
+def worker(backend: str, kazqad: Path | None, out: Path, model: str, quick: bool = False) -> None:
+    """Measure one backend in this (fresh) process and write the figures as JSON to ``out``.
+
+    ``quick`` (for iterating, not for BENCHMARKS.md's record) skips the question-set quality
+    runs; KazQAD is measured only when ``kazqad`` is given.
+    """
     started = time.perf_counter()
     from evals.bench import kazqad_corpus, passage_texts, seed_questions, spread, time_each
     from evals.evaluation import kazqad_index, run_kazqad
     from evals.metrics import flatten, kazqad_figures
     from rag.embedding import make_embedder
-    from rag.index import build_index
-    from rag.index import corpus_documents
+    from rag.index import build_index, corpus_documents
     from rag.pipeline import answer, make_engine
     from rag.settings import from_env
 
@@ -147,8 +150,9 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
         k = settings.top_k
         res["retrieval_p95_ms"] = time_each(lambda q: engine.retriever.search(q, k), questions).p95
         res["answer_p95_ms"] = time_each(lambda q: answer(q, engine=engine), questions).p95
-        res["dev"] = _questions_quality(engine, "dev")
-        res["test"] = _questions_quality(engine, "test")
+        if not quick:
+            res["dev"] = _questions_quality(engine, "dev")
+            res["test"] = _questions_quality(engine, "test")
         if kazqad and kq_docs is not None:
             kfolder = Path(tmp) / "kazqad"
             t0 = time.perf_counter()
@@ -230,7 +234,11 @@ def cold_start(backend: str, runs: int = COLD_RUNS) -> tuple[float, float]:
 
 
 def measure(
-    backends: Sequence[str], kazqad: Path | None, model: str, workdir: Path
+    backends: Sequence[str],
+    kazqad: Path | None,
+    model: str,
+    workdir: Path,
+    quick: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one child per backend (and the cold starts) and collect their figures."""
     results = []
@@ -242,9 +250,13 @@ def measure(
             cmd += ["--model", model, "--json", str(out)]
             if kazqad:
                 cmd += ["--kazqad", str(kazqad)]
+            if quick:
+                cmd += ["--quick"]
             subprocess.run(cmd, cwd=PROJECT_ROOT, check=True)
         res = json.loads(out.read_text(encoding="utf-8"))
-        res["cold_start_s"], res["cold_start_cpu_s"] = cold_start(backend)
+        res["cold_start_s"], res["cold_start_cpu_s"] = cold_start(
+            backend, 1 if quick else COLD_RUNS
+        )
         res["vectors"] = out.with_suffix(".npy")
         results.append(res)
     ref = next((r for r in results if r["backend"] == "torch"), None)
@@ -409,13 +421,15 @@ def sentence_vectors_choice(results: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def run(
-    out_path: Path,
+    out_path: Path | None,
     kazqad: Path | None,
     model: str = "multilingual-e5-small",
     backends: Sequence[str] = BACKENDS,
     workdir: Path | None = None,
+    quick: bool = False,
 ) -> str:
-    """Measure the backends, write the ``backends`` section of ``out_path``, return it."""
+    """Measure the backends, write the ``backends`` section of ``out_path`` (unless it is
+    ``None``), return it."""
     from evals.bench import load_average, machine_info, write_section
     from rag.e5_folder import ensure_model
 
@@ -423,10 +437,10 @@ def run(
     started = time.perf_counter()
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        results = measure(backends, kazqad, model, workdir)
+        results = measure(backends, kazqad, model, workdir, quick)
     else:
         with tempfile.TemporaryDirectory(prefix="kazrag-backends-") as tmp:
-            results = measure(backends, kazqad, model, Path(tmp))
+            results = measure(backends, kazqad, model, Path(tmp), quick)
     peak = peak_gflops()
     m = machine_info()
     minutes, seconds = divmod(int(time.perf_counter() - started), 60)
@@ -437,10 +451,13 @@ def run(
         "process, one after the other, on the same texts and questions: the ratios between "
         "columns hold on a busy machine, the absolute times less so. Passages/s: "
         f"`embed_passages` on {TEXT_CAP} chunk and {TEXT_CAP} sentence texts spread over the "
-        "KazQAD contexts (the seed corpus without `--kazqad`), batch 32, after a warm-up."
+        "KazQAD contexts (the seed corpus without `--kazqad`), batches of 32 texts (ONNX: and at "
+        "most 2,048 padded tokens, so long texts go a few at a time), after a warm-up."
+        + (" Quick run: no question-set quality." if quick else "")
     )
     body = render(results, peak, Path(ensure_model(model)), info)
-    write_section(out_path, body, name="backends")
+    if out_path is not None:
+        write_section(out_path, body, name="backends")
     return body
 
 
@@ -449,19 +466,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.experiments.backends", description=__doc__)
     p.add_argument("--kazqad", type=Path)
     p.add_argument("--model", default="multilingual-e5-small")
-    p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    p.add_argument(
+        "--out", type=Path, help="the file to write (BENCHMARKS.md; a --quick run writes none)"
+    )
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument(
         "--workdir", type=Path, help="keep each backend's figures here; a rerun reuses them"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="for iterating: no question-set quality runs, one cold start per backend "
+        "(pass no --kazqad to skip the KazQAD build too)",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.worker:
-        worker(args.worker, args.kazqad, args.json, args.model)
+        worker(args.worker, args.kazqad, args.json, args.model, args.quick)
         return 0
-    print(run(args.out, args.kazqad, args.model, args.backends.split(","), args.workdir))
+    backends = args.backends.split(",")
+    out = args.out or (None if args.quick else Path("BENCHMARKS.md"))
+    print(run(out, args.kazqad, args.model, backends, args.workdir, args.quick))
     return 0
 
 
