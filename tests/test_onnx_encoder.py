@@ -154,7 +154,8 @@ def test_externalise_moves_the_weights_and_keeps_the_outputs(tmp_path: Path) -> 
         [numpy_helper.from_array(w, "w")],
     )
     path = tmp_path / "model.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save_model(model, path)
     x = rng.standard_normal((3, 64)).astype(np.float32)
 
     def run() -> np.ndarray:
