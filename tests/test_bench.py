@@ -166,3 +166,36 @@ def test_questions_file_is_required(tmp_path):
         bench.seed_questions(tmp_path / "questions.jsonl")
     with pytest.raises(ValueError, match="KazQAD file not found"):
         bench.kazqad_corpus(tmp_path / "missing.jsonl")
+
+
+def test_backends_table_renders_a_quick_run_without_quality(tmp_path):
+    """A ``--quick`` run has no question-set figures: its quality rows say so ("–"), the speed
+    rows and the FLOP ratio (achieved rate x tokens x FLOPs per token / peak) are computed."""
+    from evals.experiments.backends import flops_per_token, render
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12})
+    )
+    base = {"chunk_tokens": 229.0, "sentence_tokens": 33.0, "seed_chunks": 77}
+    results = [
+        {
+            **base,
+            "backend": "torch",
+            "chunk_rate": 5.0,
+            "sentence_rate": 40.0,
+            "query_p50_ms": 60.0,
+        },
+        {
+            **base,
+            "backend": "onnx",
+            "chunk_rate": 10.0,
+            "sentence_rate": 80.0,
+            "query_p50_ms": 20.0,
+        },
+    ]
+    text = render(results, 100.0, tmp_path, "info")
+    assert "| chunk-length passages/s | 5.0 | 10.0 (2.00×) |" in text
+    assert "| single-query encode p50 (ms) | 60.0 | 20.0 (3.00× faster) |" in text
+    assert "| dev: retrieval.hit@5 | – | – |" in text
+    torch_gflops = 5.0 * 229 * flops_per_token(tmp_path, 229) / 1e9
+    assert f"| {torch_gflops:.1f} GFLOP/s = {torch_gflops / 100:.0%} |" in text
