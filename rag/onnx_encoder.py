@@ -13,9 +13,10 @@ At question time only ``onnxruntime``, ``tokenizers`` and ``numpy`` are imported
 command skips the 3-4 s that importing torch, transformers and sentence-transformers costs.
 
 The export sits *beside* the model folder (``<models>/<name>-onnx/``) and holds everything
-the encoder needs: ``model.onnx``, ``model_int8.onnx``, the tokenizer and a marker
-``ONNX_COMPLETE.json`` (prompts, maximum length, dimension, the source it was made from and
-the parity figures measured at export), written last. A model other than the default is
+the encoder needs: ``model.onnx``, ``model_int8.onnx`` (each graph with its weights in a
+``.data`` file beside it, which ONNX Runtime maps instead of parsing: see :func:`externalise`),
+the tokenizer and a marker ``ONNX_COMPLETE.json`` (prompts, maximum length, dimension, the
+source it was made from and the parity figures measured at export), written last. A model other than the default is
 exported on first use with ``--backend onnx`` (tens of seconds, once).
 """
 
