@@ -169,7 +169,7 @@ def export_model(model: str, dest: Path | None = None, *, force: bool = False) -
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        info = _export_into(tmp, model, source)
+        _export_into(tmp, model, source)
         tmp.chmod(0o755)
         for p in tmp.iterdir():
             p.chmod(0o644)
@@ -181,10 +181,10 @@ def export_model(model: str, dest: Path | None = None, *, force: bool = False) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s to ONNX in %.1f s: %s", model, time.perf_counter() - started, dest)
-    info = read_export(dest)
-    if info is None:
+    done = read_export(dest)
+    if done is None:
         raise OnnxExportError(f"the export of {model!r} at {dest} is incomplete")
-    return info
+    return done
 
 
 def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
@@ -215,7 +215,8 @@ def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
             return self.st(features)["sentence_embedding"]
 
     args = tuple(sample[k] for k in inputs)
-    dynamic = {k: {0: "batch", 1: "tokens"} for k in inputs}
+    axes: dict[str, dict[int, str]] = {k: {0: "batch", 1: "tokens"} for k in inputs}
+    axes["sentence_embedding"] = {0: "batch"}
     fp32 = folder / FILES["onnx"]
     with torch.no_grad():
         torch.onnx.export(
@@ -224,7 +225,7 @@ def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
             str(fp32),
             input_names=list(inputs),
             output_names=["sentence_embedding"],
-            dynamic_axes={**dynamic, "sentence_embedding": {0: "batch"}},
+            dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
         )
@@ -246,7 +247,8 @@ def _export_into(folder: Path, model: str, source: str) -> OnnxInfo:
         "source": _source_stamp(source),
         "source_path": source,
         "dim": int(dim),
-        "max_seq_length": int(st.max_seq_length),
+        # None would mean no limit of its own: the tokenizer's is the model's then.
+        "max_seq_length": int(st.max_seq_length or st.tokenizer.model_max_length),
         "prompts": dict(st.prompts or {}),
         "inputs": list(inputs),
         "versions": _versions(),
