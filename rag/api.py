@@ -43,7 +43,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
@@ -66,6 +66,7 @@ from rag.pipeline import (
     stream_answer,
 )
 from rag.schema import Answer, Chunk, Citation, Hit
+from rag.session import COOKIE, valid_session
 from rag.settings import Settings
 from rag.sources import SourceError
 from rag.tokens import Tokenizer, cited, tokenizer_of
@@ -468,6 +469,22 @@ def _authorize(
         )
 
 
+_session = APIKeyCookie(
+    name=COOKIE, auto_error=False, description="the chat's login session (set by /login)"
+)
+
+
+def _authorize_or_session(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_session)],
+) -> None:
+    """The bearer token, or the chat's session cookie (a browser following a page link)."""
+    if credentials is None and valid_session(cookie, request.app.state.token):
+        return
+    _authorize(request, credentials)
+
+
 def _token_holder(request: Request) -> bool:
     """Whether the caller may see more than liveness: no token is set, or it sent the token.
 
@@ -763,6 +780,29 @@ def _no_such_route(request: Request) -> None:
     )
 
 
+def _file_routes(guard: Sequence[Any]) -> APIRouter:
+    """``GET /api/documents/{id}/file``: guarded by the token *or* the chat's login cookie.
+
+    The chat's "p. N" link is followed by the browser, which sends the session cookie and no
+    ``Authorization`` header (``rag/session.py``).
+    """
+    router = APIRouter(prefix="/api", tags=["kazrag"], dependencies=list(guard))
+
+    @router.get(
+        "/documents/{doc_id}/file",
+        response_class=FileResponse,
+        responses={
+            **_errors(ErrorOut, 404),
+            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
+        },
+    )
+    def document_file(doc_id: str, request: Request) -> FileResponse:
+        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
+        return original_file(_engine(request).settings, doc_id)
+
+    return router
+
+
 def _api_routes(guard: Sequence[Any]) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["kazrag"], dependencies=list(guard))
 
@@ -840,18 +880,6 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
             "documents": [d.to_json() for d in docs],
         }
         return JSONResponse(body, status_code=201 if status == "added" else 200)
-
-    @router.get(
-        "/documents/{doc_id}/file",
-        response_class=FileResponse,
-        responses={
-            **_errors(ErrorOut, 404),
-            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
-        },
-    )
-    def document_file(doc_id: str, request: Request) -> FileResponse:
-        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
-        return original_file(_engine(request).settings, doc_id)
 
     @router.delete(
         "/documents/{doc_id}", response_model=RemoveOut, responses=_errors(ErrorOut, 404, 409)
@@ -1090,7 +1118,9 @@ def create_app(
     # The bearer check (and its entry in the schema) only exists when a token is configured,
     # so the served schema always says truthfully whether the API wants one.
     guard = [Depends(_authorize)] if app.state.token else []
-    routers = [_api_routes(guard), _openai_routes(guard)]
+    file_guard = [Depends(_authorize_or_session)] if app.state.token else []
+    # The file route first: the /api router ends with a catch-all.
+    routers = [_file_routes(file_guard), _api_routes(guard), _openai_routes(guard)]
     for router in routers:
         app.include_router(router)
     # What the catch-all routes compare a wrong method against (405 rather than 404).
