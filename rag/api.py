@@ -685,19 +685,21 @@ async def _capped_body(request: Request, limit: int) -> AsyncGenerator[bytes, No
         received += len(chunk)
         if received > limit:
             raise library.UploadTooLarge(
-                f"the upload is larger than the {library.MAX_UPLOAD_BYTES / 1e6:.0f} MB limit"
+                f"the upload is larger than the {library.megabytes(library.MAX_PDF_UPLOAD_BYTES)} "
+                "limit"
             )
         yield chunk
 
 
 async def _read_upload(request: Request) -> tuple[str, bytes]:
     """The one file of a multipart upload, read with a size cap before it is all received."""
-    limit = library.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
+    # The largest limit (a PDF's) before the body is read; the file's own after.
+    limit = library.MAX_PDF_UPLOAD_BYTES + MULTIPART_OVERHEAD
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise library.UploadTooLarge(
             f"the upload is {int(length) / 1e6:.1f} MB; the limit is "
-            f"{library.MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+            f"{library.megabytes(library.MAX_PDF_UPLOAD_BYTES)}"
         )
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
@@ -718,7 +720,7 @@ async def _read_upload(request: Request) -> tuple[str, bytes]:
         raise ApiError(422, "file: a file field named 'file' is required")
     try:
         library.check_type(upload.filename)
-        data = await upload.read(library.MAX_UPLOAD_BYTES + 1)
+        data = await upload.read(library.upload_limit(upload.filename) + 1)
     finally:
         await upload.close()
     library.check_size(upload.filename, len(data))
@@ -864,7 +866,7 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         },
     )
     async def upload(request: Request) -> JSONResponse:
-        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB) and update the index.
+        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB; a PDF 40 MB) and update the index.
 
         A new document is 201 "added". The same file name again is 200: "replaced" when the
         text differs, "unchanged" (nothing rebuilt) when it is the same. Scanned PDF pages are

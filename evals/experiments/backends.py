@@ -102,8 +102,7 @@ def worker(backend: str, kazqad: Path | None, out: Path, model: str) -> None:
     from evals.evaluation import kazqad_index, run_kazqad
     from evals.metrics import flatten, kazqad_figures
     from rag.embedding import make_embedder
-    from rag.index import build_index
-    from rag.index import corpus_documents
+    from rag.index import build_index, corpus_documents
     from rag.pipeline import answer, make_engine
     from rag.settings import from_env
 
