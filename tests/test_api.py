@@ -500,12 +500,19 @@ def test_openapi_schema_documents_the_routes(client: TestClient) -> None:
 def test_openapi_schema_declares_the_bearer_token(shared_engine: Engine) -> None:
     schema = api.create_app(shared_engine.settings, shared_engine, token=TOKEN).openapi()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    file_route = "/api/documents/{doc_id}/file"
     assert all(
         op.get("security") == [{"HTTPBearer": []}]
         for path, item in schema["paths"].items()
         for op in item.values()
-        if path != "/api/health"
+        if path not in ("/api/health", file_route)
     )
+    # The original file takes the token or the chat's login cookie (the chat's page links).
+    assert schema["paths"][file_route]["get"]["security"] == [
+        {"HTTPBearer": []},
+        {"APIKeyCookie": []},
+    ]
+    assert schema["components"]["securitySchemes"]["APIKeyCookie"]["name"] == "kazrag-chat"
     # The health check takes the token optionally ({} is "no authentication").
     assert schema["paths"]["/api/health"]["get"]["security"] == [{}, {"HTTPBearer": []}]
 
