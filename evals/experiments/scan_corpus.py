@@ -368,9 +368,11 @@ def report(out: Path, dpis: Sequence[int], upload_file: Path) -> str:
         f"{up['bytes'] / 1e6:.2f} MB) through `POST /api/documents` on 127.0.0.1 into a copy of "
         f"the seed index (`scan_corpus upload`): **{up['total_s']:.0f} s** end to end — "
         f"{ocr_s:.0f} s rendering and OCR ({up['pages'] / ocr_s:.2f} pages/s with 2 "
-        "Tesseract workers, one thread each, on the shared machine), "
-        f"{up['total_s'] - marks['cleaning']:.0f} s cleaning, chunking, embedding its "
-        f"{up['chunks']} chunks and their sentences and swapping the index.",
+        "Tesseract workers, one thread each), "
+        f"{marks['updating'] - marks['cleaning']:.0f} s cleaning and reading the corpus, "
+        f"{marks['loading'] - marks['updating']:.0f} s chunking and embedding its "
+        f"{up['chunks']} new chunks and their sentences, "
+        f"{up['total_s'] - marks['loading']:.0f} s loading the new index.",
         "",
     ]
     return "\n".join(lines) + "\n"
