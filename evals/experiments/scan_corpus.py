@@ -3,11 +3,13 @@
     python -m evals.experiments.scan_corpus write --out DIR [--dpi 150 300] [--mode g4|jpeg]
     python -m evals.experiments.scan_corpus sizes [--pages 20]
     python -m evals.experiments.scan_corpus upload --out DIR [--pages 20]
+    python -m evals.experiments.scan_corpus report --out DIR --upload DIR/upload-….json \
+        [--write BENCHMARKS.md]
 
 ``write`` typesets every seed document onto A4 pages (``ocr_quality.typeset``), degrades each
 page image as a flatbed scanner does (a slight skew, sensor noise, a soft edge) and writes one
 image-only PDF per document, ``DIR/scans-<dpi>/<doc stem>.pdf``, with the text typeset on each
-page beside it (``pages.json``, for the character error rate). The folder is then an ordinary
+page in ``DIR/pages-<dpi>.json`` (for the character error rate). The folder is then an ordinary
 corpus: ``kazrag index --corpus DIR/scans-300 --index DIR/index-300`` reads it through the
 real OCR reader, and ``kazrag eval --corpus DIR/scans-300 --index DIR/index-300`` runs the
 question set on it (the evaluation maps each gold quote to the scan of the same document by
@@ -23,7 +25,9 @@ Pages are written as a scanner's two usual modes write them:
 
 ``sizes`` prints what a ``--pages``-page scan weighs in each mode and resolution (no OCR), and
 ``upload`` times the upload of such a scan through the API's upload route on loopback (OCR,
-cleaning, chunking, embedding, index swap) into a copy of the seed index.
+cleaning, chunking, embedding, index swap) into a copy of the seed index. ``report`` turns
+what the study left in ``DIR`` into BENCHMARKS.md § Documents and OCR (the commands are
+listed there).
 """
 
 from __future__ import annotations
@@ -199,6 +203,9 @@ def upload(out: Path, pages: int, dpi: int, mode: str) -> dict[str, Any]:
 
             return real_put(engine, name, body, step)
 
+        # The route calls library.put_document without a progress callback; wrapping it (in
+        # this process, for this measurement only) records when each stage starts without
+        # changing what the route does.
         library.put_document = timed_put  # type: ignore[assignment]
         app = create_app(local, engine, token="")
         port = _free_port()
