@@ -866,7 +866,9 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         },
     )
     async def upload(request: Request) -> JSONResponse:
-        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB; a PDF 40 MB) and update the index.
+        """Add a .txt, .md, .pdf, .docx or .html document and update the index.
+
+        At most 10 MB, a PDF 40 MB (scans are large: BENCHMARKS.md § Documents and OCR).
 
         A new document is 201 "added". The same file name again is 200: "replaced" when the
         text differs, "unchanged" (nothing rebuilt) when it is the same. Scanned PDF pages are
