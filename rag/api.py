@@ -43,7 +43,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
@@ -66,6 +66,7 @@ from rag.pipeline import (
     stream_answer,
 )
 from rag.schema import Answer, Chunk, Citation, Hit
+from rag.session import COOKIE, valid_session
 from rag.settings import Settings
 from rag.sources import SourceError
 from rag.tokens import Tokenizer, cited, tokenizer_of
@@ -468,6 +469,22 @@ def _authorize(
         )
 
 
+_session = APIKeyCookie(
+    name=COOKIE, auto_error=False, description="the chat's login session (set by /login)"
+)
+
+
+def _authorize_or_session(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_session)],
+) -> None:
+    """The bearer token, or the chat's session cookie (a browser following a page link)."""
+    if credentials is None and valid_session(cookie, request.app.state.token):
+        return
+    _authorize(request, credentials)
+
+
 def _token_holder(request: Request) -> bool:
     """Whether the caller may see more than liveness: no token is set, or it sent the token.
 
@@ -668,19 +685,21 @@ async def _capped_body(request: Request, limit: int) -> AsyncGenerator[bytes, No
         received += len(chunk)
         if received > limit:
             raise library.UploadTooLarge(
-                f"the upload is larger than the {library.MAX_UPLOAD_BYTES / 1e6:.0f} MB limit"
+                f"the upload is larger than the {library.megabytes(library.MAX_PDF_UPLOAD_BYTES)} "
+                "limit"
             )
         yield chunk
 
 
 async def _read_upload(request: Request) -> tuple[str, bytes]:
     """The one file of a multipart upload, read with a size cap before it is all received."""
-    limit = library.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
+    # The largest limit (a PDF's) before the body is read; the file's own after.
+    limit = library.MAX_PDF_UPLOAD_BYTES + MULTIPART_OVERHEAD
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise library.UploadTooLarge(
             f"the upload is {int(length) / 1e6:.1f} MB; the limit is "
-            f"{library.MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+            f"{library.megabytes(library.MAX_PDF_UPLOAD_BYTES)}"
         )
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):
@@ -701,7 +720,7 @@ async def _read_upload(request: Request) -> tuple[str, bytes]:
         raise ApiError(422, "file: a file field named 'file' is required")
     try:
         library.check_type(upload.filename)
-        data = await upload.read(library.MAX_UPLOAD_BYTES + 1)
+        data = await upload.read(library.upload_limit(upload.filename) + 1)
     finally:
         await upload.close()
     library.check_size(upload.filename, len(data))
@@ -761,6 +780,29 @@ def _no_such_route(request: Request) -> None:
     raise ApiError(
         404, f"no route {request.method} {request.url.path} (the routes are listed at /docs)"
     )
+
+
+def _file_routes(guard: Sequence[Any]) -> APIRouter:
+    """``GET /api/documents/{id}/file``: guarded by the token *or* the chat's login cookie.
+
+    The chat's "p. N" link is followed by the browser, which sends the session cookie and no
+    ``Authorization`` header (``rag/session.py``).
+    """
+    router = APIRouter(prefix="/api", tags=["kazrag"], dependencies=list(guard))
+
+    @router.get(
+        "/documents/{doc_id}/file",
+        response_class=FileResponse,
+        responses={
+            **_errors(ErrorOut, 404),
+            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
+        },
+    )
+    def document_file(doc_id: str, request: Request) -> FileResponse:
+        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
+        return original_file(_engine(request).settings, doc_id)
+
+    return router
 
 
 def _api_routes(guard: Sequence[Any]) -> APIRouter:
@@ -824,7 +866,9 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
         },
     )
     async def upload(request: Request) -> JSONResponse:
-        """Add a .txt, .md, .pdf, .docx or .html document (at most 10 MB) and update the index.
+        """Add a .txt, .md, .pdf, .docx or .html document and update the index.
+
+        At most 10 MB, a PDF 40 MB (scans are large: BENCHMARKS.md § Documents and OCR).
 
         A new document is 201 "added". The same file name again is 200: "replaced" when the
         text differs, "unchanged" (nothing rebuilt) when it is the same. Scanned PDF pages are
@@ -840,18 +884,6 @@ def _api_routes(guard: Sequence[Any]) -> APIRouter:
             "documents": [d.to_json() for d in docs],
         }
         return JSONResponse(body, status_code=201 if status == "added" else 200)
-
-    @router.get(
-        "/documents/{doc_id}/file",
-        response_class=FileResponse,
-        responses={
-            **_errors(ErrorOut, 404),
-            200: {"content": {t.split(";")[0]: {} for t in library.MEDIA_TYPES.values()}},
-        },
-    )
-    def document_file(doc_id: str, request: Request) -> FileResponse:
-        """The original file of a document (a PDF opens at a page with ``#page=N``)."""
-        return original_file(_engine(request).settings, doc_id)
 
     @router.delete(
         "/documents/{doc_id}", response_model=RemoveOut, responses=_errors(ErrorOut, 404, 409)
@@ -1090,7 +1122,9 @@ def create_app(
     # The bearer check (and its entry in the schema) only exists when a token is configured,
     # so the served schema always says truthfully whether the API wants one.
     guard = [Depends(_authorize)] if app.state.token else []
-    routers = [_api_routes(guard), _openai_routes(guard)]
+    file_guard = [Depends(_authorize_or_session)] if app.state.token else []
+    # The file route first: the /api router ends with a catch-all.
+    routers = [_file_routes(file_guard), _api_routes(guard), _openai_routes(guard)]
     for router in routers:
         app.include_router(router)
     # What the catch-all routes compare a wrong method against (405 rather than 404).

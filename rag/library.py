@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 ALLOWED_SUFFIXES = SUPPORTED_SUFFIXES
 # 10 MB of file is ~100 pages of a text-heavy PDF; larger collections belong in `kazrag index`.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A scan's bytes are pixels, not text: a 20-page greyscale 300-dpi scan is ~13 MB, a colour one
+# about twice that, while bilevel G4 is ~1 MB (BENCHMARKS.md § Documents and OCR). PDFs get
+# more room; MAX_TEXT_CHARS and the page limit still bound the work an upload can cause.
+MAX_PDF_UPLOAD_BYTES = 40 * 1024 * 1024
 # Extracted text above this is refused: the CPU embedder indexes about 1.5 k characters a
 # second (chunks and their sentences), so 400 k characters already takes minutes in the chat.
 MAX_TEXT_CHARS = 400_000
@@ -152,12 +156,28 @@ def check_type(filename: str) -> str:
     return suffix
 
 
+def upload_limit(filename: str) -> int:
+    """The largest upload of this name: :data:`MAX_PDF_UPLOAD_BYTES` for a PDF (scans are
+    large), else :data:`MAX_UPLOAD_BYTES`."""
+    return MAX_PDF_UPLOAD_BYTES if Path(filename).suffix.lower() == ".pdf" else MAX_UPLOAD_BYTES
+
+
+def megabytes(n: int) -> str:
+    """``n`` bytes as the limits are quoted ("10 MB", "40 MB")."""
+    return f"{n / (1024 * 1024):.0f} MB"
+
+
 def check_size(filename: str, size: int) -> None:
-    """Raise :class:`UploadTooLarge` for files over :data:`MAX_UPLOAD_BYTES`."""
-    if size > MAX_UPLOAD_BYTES:
+    """Raise :class:`UploadTooLarge` for files over their :func:`upload_limit`."""
+    limit = upload_limit(filename)
+    if size > limit:
         raise UploadTooLarge(
-            f"{filename}: the file is {size / 1e6:.1f} MB; the limit is "
-            f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+            f"{filename}: the file is {size / 1e6:.1f} MB; the limit is {megabytes(limit)}"
+            + (
+                f" ({megabytes(MAX_PDF_UPLOAD_BYTES)} for a PDF)"
+                if limit < MAX_PDF_UPLOAD_BYTES
+                else ""
+            )
         )
 
 

@@ -259,7 +259,7 @@ def test_upload_errors(own_client: TestClient) -> None:
 
 def test_upload_over_the_limit_is_413_by_content_length(own_client: TestClient) -> None:
     # The declared length alone is enough: the body is never read.
-    huge = str(library.MAX_UPLOAD_BYTES + api.MULTIPART_OVERHEAD + 1)
+    huge = str(library.MAX_PDF_UPLOAD_BYTES + api.MULTIPART_OVERHEAD + 1)
     r = own_client.post(
         "/api/documents",
         content=b"tiny",
@@ -292,6 +292,18 @@ def test_file_just_over_the_limit_is_413(own_client: TestClient) -> None:
     data = b"a" * (library.MAX_UPLOAD_BYTES + 1)
     r = own_client.post("/api/documents", files={"file": ("big.txt", data)})
     assert r.status_code == 413
+
+
+def test_a_pdf_over_the_text_limit_is_read_and_one_over_its_own_is_413(
+    own_client: TestClient,
+) -> None:
+    # Past 10 MB a PDF is still read (here: found not to be one); past 40 MB it is refused.
+    data = b"%PDF-1.4\n" + b"0" * library.MAX_UPLOAD_BYTES
+    r = own_client.post("/api/documents", files={"file": ("scan.pdf", data)})
+    assert r.status_code == 422 and "not a readable PDF" in r.json()["error"]
+    data = b"%PDF-1.4\n" + b"0" * library.MAX_PDF_UPLOAD_BYTES
+    r = own_client.post("/api/documents", files={"file": ("scan.pdf", data)})
+    assert r.status_code == 413 and "40 MB" in r.json()["error"]
 
 
 def test_remove_seed_and_unknown(client: TestClient) -> None:
@@ -488,12 +500,19 @@ def test_openapi_schema_documents_the_routes(client: TestClient) -> None:
 def test_openapi_schema_declares_the_bearer_token(shared_engine: Engine) -> None:
     schema = api.create_app(shared_engine.settings, shared_engine, token=TOKEN).openapi()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    file_route = "/api/documents/{doc_id}/file"
     assert all(
         op.get("security") == [{"HTTPBearer": []}]
         for path, item in schema["paths"].items()
         for op in item.values()
-        if path != "/api/health"
+        if path not in ("/api/health", file_route)
     )
+    # The original file takes the token or the chat's login cookie (the chat's page links).
+    assert schema["paths"][file_route]["get"]["security"] == [
+        {"HTTPBearer": []},
+        {"APIKeyCookie": []},
+    ]
+    assert schema["components"]["securitySchemes"]["APIKeyCookie"]["name"] == "kazrag-chat"
     # The health check takes the token optionally ({} is "no authentication").
     assert schema["paths"]["/api/health"]["get"]["security"] == [{}, {"HTTPBearer": []}]
 

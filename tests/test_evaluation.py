@@ -405,3 +405,50 @@ def test_typing_forms_are_reported_apart_from_the_headline(tiny, capsys):
     rows = [json.loads(x) for x in (out / "questions.jsonl").read_text("utf-8").splitlines()]
     assert {r["id"]: r["form"] for r in rows}["t105"] == "latin"
     assert "## By typing form (issue 14)" in (out / "report.md").read_text(encoding="utf-8")
+
+
+# --- evidence in a corpus read from scans (evals/experiments/scan_corpus.py) -----------------
+
+
+def test_evidence_is_found_in_the_scan_of_the_same_document_despite_a_misread_letter() -> None:
+    from types import SimpleNamespace
+
+    from evals.evaluation import EvidenceLocator
+    from rag.sources import make_document
+
+    quote = "Ауылдың алғашқы дәрігері Гүлнар Сейітова болды, ол отыз жыл бойы емдеді."
+    before = "Ақсу ауылы өзен жағасында орналасқан. Ауылда үлкен мектеп бар. "
+    # What OCR made of the page: "дәрігері" read as "дәрiгерi" (Latin i), a space lost.
+    ocr = before + quote.replace("дәрігері", "дәрiгерi").replace("ол отыз", "олотыз") + " Соңы."
+    scan = make_document("001_ақсу.pdf", ocr)
+    locator = EvidenceLocator([scan], SimpleNamespace(chunks=[]))  # type: ignore[arg-type]
+    row = {"id": "q1", "evidence": [{"doc_id": "001_ақсу.txt", "text": quote}]}
+    spans, missing = locator.spans(row)
+    assert missing == 0 and locator.approximate == 1
+    ((doc_id, start, end),) = spans
+    assert doc_id == "001_ақсу.pdf"
+    found = scan.raw[start:end]
+    assert found.startswith("Ауылдың") and found.endswith("емдеді")
+    # A quote the document does not hold, or a document the corpus does not have, is missing.
+    other = {
+        "id": "q2",
+        "evidence": [{"doc_id": "001_ақсу.txt", "text": "Мүлде басқа сөйлем осында."}],
+    }
+    absent = {"id": "q3", "evidence": [{"doc_id": "002_басқа.txt", "text": quote}]}
+    assert locator.spans(other) == ((), 1) and locator.spans(absent) == ((), 1)
+    assert locator.approximate == 1
+
+
+def test_an_exact_quote_is_placed_exactly_and_not_counted_as_approximate() -> None:
+    from types import SimpleNamespace
+
+    from evals.evaluation import EvidenceLocator
+    from rag.sources import locate, make_document
+
+    doc = make_document("a.txt", "Бірінші сөйлем. Екінші сөйлем осында тұр. Үшінші.")
+    locator = EvidenceLocator([doc], SimpleNamespace(chunks=[]))  # type: ignore[arg-type]
+    spans, missing = locator.spans(
+        {"id": "q", "evidence": [{"doc_id": "a.txt", "text": "Екінші сөйлем осында тұр."}]}
+    )
+    assert missing == 0 and locator.approximate == 0
+    assert spans == (("a.txt", *locate(doc, "Екінші сөйлем осында тұр.")),)  # type: ignore[misc]

@@ -285,3 +285,14 @@ def test_uploads_disabled(tmp_path: Path) -> None:
     engine = small_engine(tmp_path, uploads=None)
     with pytest.raises(library.LibraryError, match="disabled"):
         library.add_document(engine, "ауыл.txt", AUYL.encode())
+
+
+def test_a_pdf_may_be_larger_than_other_files_as_scans_are() -> None:
+    # A 20-page greyscale 300-dpi scan is ~13 MB (BENCHMARKS.md § Documents and OCR).
+    size = 13 * 1024 * 1024
+    library.check_size("scan.pdf", size)
+    library.check_size("SCAN.PDF", library.MAX_PDF_UPLOAD_BYTES)
+    with pytest.raises(library.UploadTooLarge, match=r"limit is 10 MB \(40 MB for a PDF\)"):
+        library.check_size("notes.txt", size)
+    with pytest.raises(library.UploadTooLarge, match="limit is 40 MB"):
+        library.check_size("scan.pdf", library.MAX_PDF_UPLOAD_BYTES + 1)

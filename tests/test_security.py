@@ -421,9 +421,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     ("path", "field", "send_mb", "chunked"),
     [
         ("/api/documents", "file", 0, False),  # declared 100 MB: refused before any byte
-        ("/api/documents", "file", 12, True),  # no length given: refused once past 10 MB
-        ("/gradio_api/upload", "files", 12, False),  # the chat's own upload route
-        ("/gradio_api/upload", "files", 12, True),
+        # No length given: refused once past the largest limit (40 MB, a PDF's).
+        ("/api/documents", "file", 45, True),
+        ("/gradio_api/upload", "files", 45, False),  # the chat's own upload route
+        ("/gradio_api/upload", "files", 45, True),
     ],
 )
 def test_upload_limit_stops_a_100_mb_body_early(

@@ -348,6 +348,26 @@ def test_login_flow(client: Any) -> None:
     assert client.get("/config").status_code == 401
 
 
+def test_the_login_cookie_opens_a_document_file_and_nothing_else_of_the_api(client: Any) -> None:
+    # The chat's "p. N" link is followed by the browser: the cookie, no Authorization header.
+    path = f"/api/documents/{SEED_FILES[0]}/file"
+    client.cookies.clear()
+    assert client.get(path).status_code == 401
+    for value in (TOKEN, login.session_value("other-token")):
+        client.cookies.set(login.COOKIE, value)
+        assert client.get(path).status_code == 401, value
+    client.cookies.clear()
+    assert client.post("/login", data={"password": TOKEN}).status_code == 200
+    r = client.get(path)
+    assert r.status_code == 200 and r.text.strip() and "text/plain" in r.headers["content-type"]
+    # The cookie stands in for the token on the file route only.
+    assert client.get("/api/documents").status_code == 401
+    # A wrong bearer token is refused even beside a valid cookie.
+    assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    client.cookies.clear()
+    assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
 def test_a_forged_cookie_is_refused(client: Any) -> None:
     client.cookies.clear()
     for value in ("", TOKEN, login.session_value("other-token")):

@@ -5,13 +5,12 @@ they want it too. Gradio's login page asks for a user name and a password in the
 locale (English for a Kazakh browser) and cannot say that the password is the API token; this
 page asks for the token alone, says where it comes from, and speaks Kazakh, Russian or English
 (``?lang=``, else the browser's preference). A correct token sets a cookie holding an HMAC of
-the token (never the token itself), which Gradio checks on every chat route through
-``auth_dependency``.
+the token (never the token itself; ``rag/session.py``), which Gradio checks on every chat route
+through ``auth_dependency`` and the API's file route accepts in place of the bearer token.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,24 +19,22 @@ from typing import Any
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from rag.session import COOKIE, session_value, valid_session
 from ui.texts import DEFAULT_LANGUAGE, LANGUAGES, TEXT, browser_language
 
-COOKIE = "kazrag-chat"
+__all__ = ["COOKIE", "LOGIN_PATH", "add_login", "chat_user", "session_value"]
+
 LOGIN_PATH = "/login"
 
 
-def session_value(token: str) -> str:
-    """The cookie value that proves the token was given (stable while the token is)."""
-    return hmac.new(token.encode(), b"kazrag chat session", hashlib.sha256).hexdigest()
-
-
 def chat_user(token: str) -> Callable[[Request], str | None]:
-    """Gradio's ``auth_dependency``: the user of a request with a valid cookie, else ``None``."""
-    expected = session_value(token)
+    """Gradio's ``auth_dependency``: the user of a request with a valid cookie, else ``None``.
+
+    The cookie is checked by ``rag.session``, as the API's file route checks it.
+    """
 
     def user(request: Request) -> str | None:
-        got = request.cookies.get(COOKIE, "")
-        return "token" if hmac.compare_digest(got.encode(), expected.encode()) else None
+        return "token" if valid_session(request.cookies.get(COOKIE), token) else None
 
     return user
 

@@ -40,7 +40,7 @@ def mount_chat(app: FastAPI, settings: Settings, engine: Engine | None = None) -
         demo,
         path="/",
         auth_dependency=user,
-        max_file_size=library.MAX_UPLOAD_BYTES,
+        max_file_size=library.MAX_PDF_UPLOAD_BYTES,  # the handler checks each type's own
         css=CSS,
         head=HEAD,
         theme=THEME,
