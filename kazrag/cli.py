@@ -409,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=8, help="with --ray: documents per encoder batch"
     )
     sp.add_argument(
-        "--ray-temp-dir", type=Path, help="with --ray local: Ray's session folder (default /tmp/ray)"
+        "--ray-temp-dir",
+        type=Path,
+        help="with --ray local: Ray's session folder (default /tmp/ray)",
     )
     sp.set_defaults(func=cmd_index)
 

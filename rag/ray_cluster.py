@@ -1,13 +1,17 @@
-"""A Ray cluster of a few nodes on this machine, every listener on 127.0.0.1 (tests, benchmarks).
+"""A Ray cluster of a few nodes on this machine that nothing off the machine can reach.
 
-Ray advertises and binds the machine's own address unless told otherwise. Each node here is a
-separate ``ray start --block`` process in its own process group, started with
-``--node-ip-address 127.0.0.1`` and an explicit free loopback port for every server Ray runs
-(GCS, raylet, object manager, client server, agents, metrics, worker ports), no dashboard, a
-capped object store and a session folder of the caller's choosing. :meth:`LoopbackCluster.stop`
-ends what it started by process id (each node's process group, then any descendant left).
-:meth:`LoopbackCluster.listeners` reads ``ss -ltnp`` for the processes of the cluster, so a
-test can check that nothing listens beyond loopback.
+Ray's GCS and raylets listen on every interface (``*:port``) whatever ``--node-ip-address``
+says, and some agents bind the machine's address: no option keeps them on 127.0.0.1. So the
+cluster lives in a private network namespace (``unshare -n``, then ``ip link set lo up``; needs
+root) whose only interface is loopback: a wildcard listener there is reachable from 127.0.0.1
+only. Each node is a separate ``ray start --block`` process (entered into the namespace with
+``nsenter``) in its own process group, with ``--node-ip-address 127.0.0.1``, an explicit free
+port for every server Ray runs, no dashboard, a capped object store and a session folder of the
+caller's choosing. A driver joins by running in the same namespace (:meth:`LoopbackCluster.
+command`). :meth:`LoopbackCluster.stop` ends what it started by process id (each node's process
+group, any descendant left, then the namespace's holder). :meth:`LoopbackCluster.listeners`
+and :meth:`LoopbackCluster.interfaces` read ``ss -ltnp`` and ``ip addr`` inside the namespace,
+so a test can check that nothing listens beyond loopback.
 
 The ``ray`` command line is run as a program; this module does not import ``ray``.
 """
@@ -23,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -112,11 +116,14 @@ def descendants(pids: Iterable[int]) -> set[int]:
 _SS_PID = re.compile(r"pid=(\d+)")
 
 
-def listeners(pids: Iterable[int]) -> list[tuple[str, int]]:
-    """(local address, pid) of every listening TCP socket of these processes (``ss -ltnp``)."""
+def listeners(pids: Iterable[int], prefix: Sequence[str] = ()) -> list[tuple[str, int]]:
+    """(local address, pid) of every listening TCP socket of these processes (``ss -ltnp``).
+
+    ``prefix`` runs ``ss`` in another network namespace (``nsenter --net=…``).
+    """
     wanted = set(pids)
     out = subprocess.run(
-        ["ss", "-ltnpH"], capture_output=True, text=True, check=True, timeout=30
+        [*prefix, "ss", "-ltnpH"], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     found = []
     for line in out.splitlines():
@@ -130,8 +137,9 @@ def listeners(pids: Iterable[int]) -> list[tuple[str, int]]:
 
 
 def on_loopback(address: str) -> bool:
-    """Whether an ``ss`` local address (``127.0.0.1:80``, ``[::1]:80``, ``*:80``) is loopback."""
-    host = address.rsplit(":", 1)[0].strip("[]")
+    """Whether an ``ss`` local address (``127.0.0.1:80``, ``[::ffff:127.0.0.1]:80``, ``[::1]:80``)
+    is a loopback one (a wildcard ``*:80`` is not)."""
+    host = address.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
     return host.startswith("127.") or host == "::1"
 
 
@@ -150,17 +158,58 @@ class LoopbackCluster:
     env: Mapping[str, str] = field(default_factory=dict)
     start_timeout: float = 120.0
     port: int = 0
+    _holder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     _logs: list[IO[bytes]] = field(default_factory=list, repr=False)
+    _names: list[str] = field(default_factory=list, repr=False)
 
     @property
     def address(self) -> str:
         """The head's GCS address, what ``ray.init`` and ``kazrag index --ray`` take."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def netns(self) -> str:
+        """The cluster's network namespace (a path ``nsenter --net=`` takes)."""
+        if self._holder is None:
+            raise RuntimeError("the cluster is not started")
+        return f"/proc/{self._holder.pid}/ns/net"
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        """``args`` run inside the cluster's network namespace (how a driver reaches it)."""
+        return ["nsenter", f"--net={self.netns}", *args]
+
+    def _start_namespace(self) -> None:
+        """A process holding a fresh network namespace with loopback up (and nothing else)."""
+        self._holder = subprocess.Popen(
+            ["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep infinity"],
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        mine = os.readlink("/proc/self/ns/net")
+        while time.monotonic() < deadline:
+            if self._holder.poll() is not None:
+                raise RuntimeError("could not make a network namespace (unshare -n needs root)")
+            try:
+                theirs = os.readlink(self.netns)
+            except OSError:
+                theirs = mine
+            if theirs != mine and "UP" in self._run(["ip", "-o", "link", "show", "lo"]):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the network namespace did not come up")
+
+    def _run(self, args: Sequence[str]) -> str:
+        return subprocess.run(self.command(args), capture_output=True, text=True, timeout=30).stdout
+
+    def interfaces(self) -> list[str]:
+        """Every address of the cluster's namespace (``ip -o addr``): loopback ones only."""
+        return [line.split()[3] for line in self._run(["ip", "-o", "addr"]).splitlines() if line]
+
     def _start_node(self, args: list[str], name: str) -> None:
         env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
         log = (self.temp_dir / f"{name}.log").open("wb")
+        self._names.append(name)
         self._logs.append(log)
         cmd = [
             _ray_program(),
@@ -179,27 +228,22 @@ class LoopbackCluster:
         logger.info("starting Ray %s: %s", name, " ".join(cmd))
         self._procs.append(
             subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                self.command(cmd),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         )
 
-    def _wait_port(self, port: int) -> None:
+    def _wait_nodes(self) -> None:
+        """Every node has joined: ``ray start`` says "Ray runtime started" once it has."""
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self._procs):
                 raise RuntimeError(f"a Ray node exited at start; see {self.temp_dir}/*.log")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"Ray did not listen on 127.0.0.1:{port} in {self.start_timeout} s")
-
-    def _wait_raylets(self) -> None:
-        """Every node's raylet is up (one ``raylet`` process per node)."""
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            names = [_comm(p) for p in self.pids()]
-            if names.count("raylet") >= self.nodes:
+            logs = [(self.temp_dir / f"{n}.log") for n in self._names]
+            if all("Ray runtime started" in p.read_text(errors="replace") for p in logs):
                 return
             time.sleep(0.3)
         raise RuntimeError(f"{self.nodes} Ray nodes did not start; see {self.temp_dir}/*.log")
@@ -209,6 +253,7 @@ class LoopbackCluster:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         try:
+            self._start_namespace()
             self._start_node(
                 [
                     "--head",
@@ -216,17 +261,15 @@ class LoopbackCluster:
                     str(self.port),
                     "--include-dashboard",
                     "false",
-                    "--ray-client-server-port",
-                    str(free_port()),
                     "--temp-dir",
                     str(self.temp_dir.resolve()),
                 ],
                 "head",
             )
-            self._wait_port(self.port)
+            self._wait_nodes()
             for i in range(1, self.nodes):
                 self._start_node(["--address", self.address], f"node{i}")
-            self._wait_raylets()
+            self._wait_nodes()
         except BaseException:
             self.stop()
             raise
@@ -236,9 +279,12 @@ class LoopbackCluster:
         """Every process of the cluster: the nodes' ``ray start`` and all they started."""
         return descendants(p.pid for p in self._procs)
 
-    def listeners(self) -> list[tuple[str, int]]:
-        """(address, pid) of every TCP socket the cluster's processes listen on."""
-        return listeners(self.pids())
+    def listeners(self, pids: Iterable[int] | None = None) -> list[tuple[str, int]]:
+        """(address, pid) of every TCP socket the cluster's processes (or ``pids``) listen on.
+
+        Read inside the namespace: a wildcard address there is loopback (see :meth:`interfaces`).
+        """
+        return listeners(self.pids() if pids is None else pids, ["nsenter", f"--net={self.netns}"])
 
     def stop(self, timeout: float = 30.0) -> None:
         """End every process the cluster started, by process id (graceful first)."""
@@ -268,19 +314,17 @@ class LoopbackCluster:
             log.close()
         self._procs.clear()
         self._logs.clear()
+        self._names.clear()
+        if self._holder is not None:
+            _kill(self._holder.pid)
+            self._holder.wait(10)
+            self._holder = None
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _kill(pid: int) -> None:

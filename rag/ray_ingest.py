@@ -240,7 +240,9 @@ def ingest(
         vocabulary.update(str(w) for w in h["words"])
     stored = sink.stored(documents)
     todo = {d for d in documents if d not in stored}
-    logger.info("%d documents, %d already stored, %d to embed", len(documents), len(stored), len(todo))
+    logger.info(
+        "%d documents, %d already stored, %d to embed", len(documents), len(stored), len(todo)
+    )
     written = chunks = sentences = 0
     bar = None
     if show_progress:
@@ -249,22 +251,29 @@ def ingest(
         bar = tqdm(total=len(todo), unit="doc", desc="Documents", file=sys.stderr)
     if todo:
         wanted = frozenset(todo)
-        rows = (
+        # Materialised before the actor pool starts: the pool takes every CPU it is given, and
+        # a filter task waiting behind it for a CPU would never run.
+        pending = (
             read.drop_columns(["words", "error"])
             .filter(lambda r: r["doc_id"] in wanted)
-            .map_batches(
-                _EmbedDocuments,
-                fn_constructor_kwargs={
-                    "factory": factory,
-                    "chunking": chunking.to_json(),
-                    "vocabulary": [ray.put(vocabulary)],
-                },
-                batch_size=options.batch_size,
-                compute=ActorPoolStrategy(size=max(1, options.workers)),
-                num_cpus=1,
-                max_restarts=-1,
-                max_task_retries=-1,
-            )
+            .materialize()
+        )
+        rows = pending.map_batches(
+            _EmbedDocuments,
+            fn_constructor_kwargs={
+                "factory": factory,
+                "chunking": chunking.to_json(),
+                "vocabulary": [ray.put(vocabulary)],
+            },
+            batch_size=options.batch_size,
+            # Two batches in flight per actor: the next one is on its way while one is
+            # encoded, and a quick first actor cannot queue up the whole corpus.
+            compute=ActorPoolStrategy(
+                size=max(1, options.workers), max_tasks_in_flight_per_actor=2
+            ),
+            num_cpus=1,
+            max_restarts=-1,
+            max_task_retries=-1,
         )
         for records in _batches(rows, options.write_batch):
             batch: list[DocumentRows] = [rows_from_record(r, dim) for r in records]

@@ -68,9 +68,7 @@ class CountingEmbedder(HashEmbedder):
             time.sleep(self.delay)
         vectors = super().embed_passages(texts, show_progress)
         with open(self.log, "a", encoding="utf-8") as f:
-            f.writelines(
-                f"{os.getpid()}\t{hashlib.sha1(t.encode()).hexdigest()}\n" for t in texts
-            )
+            f.writelines(f"{os.getpid()}\t{hashlib.sha1(t.encode()).hexdigest()}\n" for t in texts)
         return vectors
 
 

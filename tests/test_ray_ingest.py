@@ -35,7 +35,7 @@ from rag.ingest import (
     rows_to_record,
 )
 from rag.lexical import LexicalConfig
-from rag.ray_cluster import on_loopback
+from rag.ray_cluster import descendants, on_loopback
 from rag.sinks.index_folder import IndexFolderSink
 from rag.sources import load_corpus
 from tests.conftest import ROOT
@@ -190,11 +190,12 @@ DRIVER = textwrap.dedent(
 )
 
 
-def _driver(cluster_address: str, corpus: Path, folder: Path, log: Path, delay: float = 0.0):
+def _driver(cluster, corpus: Path, folder: Path, log: Path, delay: float = 0.0):
+    """The ingestion driver, in the cluster's network namespace (where 127.0.0.1 reaches it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", DRIVER, cluster.address, str(corpus), str(folder), str(log)]
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, cluster_address, str(corpus), str(folder), str(log),
-         str(delay), "2"],
+        cluster.command([*args, str(delay), "2"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -220,26 +221,21 @@ def test_two_nodes_ingest_the_rows_of_a_local_build_on_loopback_only(
     cluster, corpus: Path, local_index: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "encoded.log"
-    proc = _driver(cluster.address, corpus, tmp_path / "index", log)
+    proc = _driver(cluster, corpus, tmp_path / "index", log, delay=0.3)
     # While the run goes on: every listener of the cluster and of the driver is on loopback.
     seen: list[tuple[str, int]] = []
     while proc.poll() is None:
         seen += cluster.listeners()
-        seen += [x for x in _listeners_of(proc.pid) if x not in seen]
+        seen += cluster.listeners(descendants([proc.pid]))
         time.sleep(0.5)
     report = _finish(proc)
     assert report == {"stored": 0, "written": 14, "nodes": 2}
     _same_index(local_index, tmp_path / "index")
-    assert len(seen) >= 6, seen  # GCS, two raylets, object managers, workers…
+    assert len(seen) >= 6, seen  # GCS, two raylets, object managers, workers, the driver…
     assert [a for a, _ in seen if not on_loopback(a)] == []
+    assert all(a.startswith(("127.", "::1/")) for a in cluster.interfaces())
     lines = counted(str(log))
     assert len({pid for pid, _ in lines}) == 2  # two encoder actors, one per node
-
-
-def _listeners_of(pid: int) -> list[tuple[str, int]]:
-    from rag.ray_cluster import descendants, listeners
-
-    return listeners(descendants([pid]))
 
 
 def _texts(index: Path, doc_ids: set[str]) -> set[str]:
@@ -257,7 +253,7 @@ def test_a_killed_worker_and_a_killed_run_finish_with_the_clean_rows(
 ) -> None:
     folder, log = tmp_path / "index", tmp_path / "first.log"
     staging = folder.parent / f".{folder.name}.rows"
-    proc = _driver(cluster.address, corpus, folder, log, delay=0.4)
+    proc = _driver(cluster, corpus, folder, log, delay=0.4)
     try:
         deadline = time.monotonic() + 180
         while not counted(str(log)) and time.monotonic() < deadline:
@@ -280,7 +276,7 @@ def test_a_killed_worker_and_a_killed_run_finish_with_the_clean_rows(
     # Started again: it finishes with exactly the rows of a clean run, and encodes only the
     # texts of the documents the first run had not stored.
     log2 = tmp_path / "second.log"
-    report = _finish(_driver(cluster.address, corpus, folder, log2))
+    report = _finish(_driver(cluster, corpus, folder, log2))
     assert report["stored"] == len(done) and report["written"] == 14 - len(done)
     _same_index(local_index, folder)
     again = {h for _, h in counted(str(log2))}
@@ -296,15 +292,30 @@ def test_cli_on_a_local_ray_gives_the_local_build_with_the_real_model(tmp_path: 
     kazrag = [sys.executable, "-m", "kazrag.cli", "index", "--corpus", str(corpus)]
     local = subprocess.run(
         [*kazrag, "--index", str(tmp_path / "local"), "--quiet"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert local.returncode == 0, local.stderr
     ray_dir = Path(f"/tmp/kzr-{os.getpid()}")  # Ray's sockets need a short path
     try:
         run = subprocess.run(
-            [*kazrag, "--index", str(tmp_path / "ray"), "--ray", "local", "--workers", "1",
-             "--ray-temp-dir", str(ray_dir)],
-            capture_output=True, text=True, env=env, timeout=600,
+            [
+                *kazrag,
+                "--index",
+                str(tmp_path / "ray"),
+                "--ray",
+                "local",
+                "--workers",
+                "1",
+                "--ray-temp-dir",
+                str(ray_dir),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
     finally:
         import shutil

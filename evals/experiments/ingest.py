@@ -208,7 +208,11 @@ def measure(corpora: dict[str, Path], work: Path, modes: Sequence[str]) -> list[
     return runs
 
 
-_MODE = {"local": "local (`kazrag index`)", "1": "Ray, 1 node × 1 worker", "2": "Ray, 2 nodes × 1 worker"}
+_MODE = {
+    "local": "local (`kazrag index`)",
+    "1": "Ray, 1 node × 1 worker",
+    "2": "Ray, 2 nodes × 1 worker",
+}
 
 
 def section(
@@ -318,7 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kazrag-ingest-") as tmp:
         work = Path(tmp)
         corpora = write_corpora(
-            args.kazqad, work / "corpora", args.contexts or None, args.synthetic_docs, args.sentences
+            args.kazqad,
+            work / "corpora",
+            args.contexts or None,
+            args.synthetic_docs,
+            args.sentences,
         )
         from rag.chunking import chunk_corpus
         from rag.sources import load_corpus

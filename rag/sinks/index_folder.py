@@ -131,9 +131,9 @@ class IndexFolderSink:
         for doc in rows:
             key = _key(doc.doc_id)
             self._drop(key, keep=doc.sha256)  # older versions of the document
-            base = self.staging / f"{key}.{doc.sha256}"
+            base = f"{key}.{doc.sha256}"
             buf = _npz_bytes(doc.chunk_vectors, doc.sentence_vectors)
-            _replace_bytes(base.with_suffix(".npz"), buf)
+            _replace_bytes(self.staging / f"{base}.npz", buf)
             body = {
                 "doc_id": doc.doc_id,
                 "record": dict(doc.record),
@@ -142,7 +142,7 @@ class IndexFolderSink:
                 "extracted": doc.extracted,
             }
             _replace_bytes(
-                base.with_suffix(".json"), json.dumps(body, ensure_ascii=False).encode()
+                self.staging / f"{base}.json", json.dumps(body, ensure_ascii=False).encode()
             )
             self._removed.discard(doc.doc_id)
 
@@ -156,8 +156,8 @@ class IndexFolderSink:
 
     def _read_staged(self, doc_id: str, sha: str) -> DocumentRows:
         base = self.staging / f"{_key(doc_id)}.{sha}"
-        body: dict[str, Any] = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
-        with np.load(base.with_suffix(".npz"), allow_pickle=False) as z:
+        body: dict[str, Any] = json.loads(Path(f"{base}.json").read_text(encoding="utf-8"))
+        with np.load(Path(f"{base}.npz"), allow_pickle=False) as z:
             vectors, svectors = z["chunks"], z["sentences"]
         return DocumentRows(
             doc_id=doc_id,
