@@ -18,6 +18,7 @@ The ``ray`` command line is run as a program; this module does not import ``ray`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -291,25 +292,19 @@ class LoopbackCluster:
         pids = self.pids()
         for p in reversed(self._procs):
             if p.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + timeout
         for p in self._procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         while time.monotonic() < deadline and any(Path(f"/proc/{q}").exists() for q in pids):
             time.sleep(0.2)
         for pid in pids | {p.pid for p in self._procs}:
             _kill(pid)
         for p in self._procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
         for log in self._logs:
             log.close()
         self._procs.clear()
@@ -335,7 +330,5 @@ def _kill(pid: int) -> None:
         return
     if state == "Z":
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -21,6 +21,7 @@ Only this module imports ``ray``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -224,10 +225,10 @@ def ingest(
     chunking = chunking or ChunkingConfig()
     t0 = time.perf_counter()
     connect(options)
-    remote = {"max_retries": -1}  # a task whose worker died runs again
-    cache_arg = str(cache.resolve()) if cache else None
+    read_one = functools.partial(_row_of_file, cache=str(cache.resolve()) if cache else None)
     read = ray.data.from_items([{"path": str(p.resolve())} for p in files]).map(
-        _row_of_file, fn_kwargs={"cache": cache_arg}, **remote
+        read_one,
+        max_retries=-1,  # a task whose worker died runs again
     )
     read = read.materialize()
     heads = read.select_columns(["doc_id", "error", "sha256", "words"]).take_all()

@@ -43,6 +43,7 @@ from tests.fakes import HashEmbedder, counted
 from tests.helpers import loopback_cluster, split_corpus
 
 INDEX_FILES = ("chunks.jsonl", "sentences.json")
+NAMESPACE = ("unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"')
 
 
 def _meta(embedder: HashEmbedder, corpus: Path | None = None) -> IndexMeta:
@@ -300,8 +301,11 @@ def test_cli_on_a_local_ray_gives_the_local_build_with_the_real_model(tmp_path: 
     assert local.returncode == 0, local.stderr
     ray_dir = Path(f"/tmp/kzr-{os.getpid()}")  # Ray's sockets need a short path
     try:
+        # In a private network namespace: a local Ray listens on every interface it sees, and
+        # there it sees only loopback.
         run = subprocess.run(
             [
+                *NAMESPACE,
                 *kazrag,
                 "--index",
                 str(tmp_path / "ray"),

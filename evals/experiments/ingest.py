@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.ray_cluster import LoopbackCluster
+
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -156,10 +158,18 @@ def bare_rate(corpus: Path, sample: int = 256) -> float:
 
 
 def _index(
-    corpus: Path, folder: Path, name: str, mode: str, extra: Sequence[str], roots: Sequence[int]
+    corpus: Path,
+    folder: Path,
+    name: str,
+    mode: str,
+    cluster: LoopbackCluster | None,
 ) -> Run:
     cmd = [sys.executable, "-m", "kazrag.cli", "index", "--corpus", str(corpus)]
-    cmd += ["--index", str(folder), "--quiet", *extra]
+    cmd += ["--index", str(folder), "--quiet"]
+    roots: list[int] = []
+    if cluster is not None:  # the driver joins the cluster in its network namespace
+        cmd = cluster.command([*cmd, "--ray", cluster.address, "--workers", mode])
+        roots = sorted(cluster.pids())
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with _PeakMemory([proc.pid, *roots]) as mem:
@@ -181,11 +191,9 @@ def _index(
 
 def measure(corpora: dict[str, Path], work: Path, modes: Sequence[str]) -> list[Run]:
     """Every corpus in every mode (``local``, ``1`` node, ``2`` nodes), each from scratch."""
-    from rag.ray_cluster import LoopbackCluster
-
     runs = []
     for mode in modes:
-        cluster = None
+        cluster: LoopbackCluster | None = None
         start_s = None
         if mode != "local":
             temp = Path(tempfile.mkdtemp(prefix="kzb-", dir="/tmp"))
@@ -195,9 +203,7 @@ def measure(corpora: dict[str, Path], work: Path, modes: Sequence[str]) -> list[
         try:
             for name, corpus in corpora.items():
                 folder = work / f"index-{name}-{mode}"
-                extra = [] if cluster is None else ["--ray", cluster.address, "--workers", mode]
-                roots = [p.pid for p in cluster._procs] if cluster else []
-                run = _index(corpus, folder, name, mode, extra, roots)
+                run = _index(corpus, folder, name, mode, cluster)
                 runs.append(Run(**{**run.__dict__, "cluster_start_s": start_s}))
                 logger.info("%s", runs[-1])
                 shutil.rmtree(folder, ignore_errors=True)

@@ -59,7 +59,7 @@ class IndexFolderSink:
         self.folder = folder.resolve()
         self.meta = meta
         self.staging = self.folder.parent / f".{self.folder.name}.rows"
-        self._index: CorpusIndex | None | bool = False  # False: not looked at yet
+        self._index: CorpusIndex | bool | None = False  # False: not looked at yet
         self._removed: set[str] = set()
 
     # --- what is already there ------------------------------------------------------------
