@@ -121,7 +121,7 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
     from rag.embedding import make_embedder
     from rag.index import TEXTS
     from rag.ingest import IndexMeta, corpus_paths
-    from rag.ray_ingest import RayOptions, ingest
+    from rag.ray_ingest import ClusterUnreachable, RayOptions, ingest
     from rag.sinks.index_folder import IndexFolderSink
 
     if args.workers < 1:
@@ -155,6 +155,7 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
         f"{args.workers} encoder workers)",
         file=sys.stderr,
     )
+
     try:
         result = ingest(
             files,
@@ -166,6 +167,9 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
             cache=spec.folder / TEXTS,
             show_progress=not args.quiet,
         )
+    except ClusterUnreachable as exc:
+        print(f"kazrag index: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         import ray
 

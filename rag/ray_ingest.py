@@ -157,6 +157,29 @@ def _quiet_ray(verbose: bool) -> None:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
+class ClusterUnreachable(ConnectionError):
+    """No Ray head node answers at the address given."""
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast with a clear message (``ray.init`` retries an unreachable head for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterUnreachable(
+            f"--ray takes 'local' or the head node's host:port (e.g. 10.0.0.1:6379), not {address!r}"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"no Ray head node answers at {address} ({exc}); start one with `ray start --head` "
+            "(docs/deploy.md)"
+        ) from exc
+
+
 def connect(options: RayOptions) -> None:
     """Join the cluster at ``options.address``, or start a one-node cluster on loopback."""
     import ray
@@ -180,6 +203,7 @@ def connect(options: RayOptions) -> None:
             **common,
         )
     else:
+        _reachable(options.address)
         ray.init(address=options.address, _node_ip_address="127.0.0.1", **common)
     from ray.data import DataContext
 

@@ -338,3 +338,24 @@ def test_cli_on_a_local_ray_gives_the_local_build_with_the_real_model(tmp_path: 
         # float rounding.
         assert va.shape == vb.shape
         assert float(np.min(np.sum(va * vb, axis=1))) > 0.9999
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ray", "127.0.0.1:{port}"], "no Ray head node answers at 127.0.0.1:"),
+        (["--ray", "nonsense"], "--ray takes 'local' or the head node's host:port"),
+        (["--ray", "local", "--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_cli_says_what_is_wrong_with_the_cluster_flags(
+    flags: list[str], message: str, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from kazrag.cli import main
+    from tests.helpers import free_port
+
+    flags = [f.format(port=free_port()) for f in flags]
+    code = main(["index", "--corpus", str(corpus), "--index", str(tmp_path / "i"), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "i").exists()
