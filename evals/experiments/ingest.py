@@ -136,7 +136,7 @@ def write_corpora(
     return out
 
 
-def bare_rate(corpus: Path, sample: int = 128) -> float:
+def bare_rate(corpus: Path, sample: int = 64) -> float:
     """Passages/s of the encoder alone on chunk and sentence texts of ``corpus`` (in proportion)."""
     from rag.chunking import chunk_corpus
     from rag.embedding import make_embedder
