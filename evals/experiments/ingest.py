@@ -12,7 +12,8 @@ Each corpus is indexed from scratch (a fresh index folder, nothing cached) three
 child process timed from start to exit: ``kazrag index`` (local, in one process), ``kazrag index
 --ray ADDRESS --workers 1`` on a one-node cluster and ``--workers 2`` on a two-node cluster
 (rag/ray_cluster.py: separate ``ray start`` processes, loopback only; starting the cluster is
-timed apart). Passages are what the encoder saw: chunks (as ``search_text``) plus sentences.
+timed apart). Passages are the chunks plus the sentences the index holds (the same in every
+mode; the local build encodes a sentence repeated across documents once, Ray once per batch).
 The bare encoder's passages/s is measured in this process on a sample of the same passages,
 so each run's ratio to it is the share of the encoder's speed that the run keeps. Memory is the
 peak of the summed resident memory of every process of the run (driver, Ray's daemons and
@@ -183,8 +184,10 @@ def _index(
         corpus=name,
         mode=mode,
         seconds=seconds,
-        chunks=int(manifest["embedded"]["chunks"]),
-        sentences=int(manifest["embedded"]["sentences"]),
+        # What the index holds, the same in every mode; the local build encodes a text repeated
+        # across documents once, a Ray run once per batch (the manifest's "embedded").
+        chunks=int(manifest["n_chunks"]),
+        sentences=int(manifest["n_sentences"]),
         peak_mb=mem.peak,
     )
 
@@ -232,7 +235,9 @@ def section(
         f"other engineers' jobs** (load average {load:.1f} at the start): absolute rates are low "
         "and noisy; the ratios within one run of the command are the comparable figures. "
         "Each run indexes the corpus from scratch in a child process (start to exit, model load "
-        "included); passages = chunks + sentences encoded. Memory: peak of the summed RSS of "
+        "included); passages = chunks + sentences the index holds (the local build encodes a "
+        "sentence repeated across documents once, so on the recombined corpus it encodes fewer "
+        "texts than a Ray run). Memory: peak of the summed RSS of "
         "every process of the run (driver, Ray daemons, workers). Clusters: separate `ray "
         "start` processes on 127.0.0.1 (rag/ray_cluster.py); their start is timed apart.",
         "",
