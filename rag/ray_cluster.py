@@ -208,7 +208,16 @@ class LoopbackCluster:
         return [line.split()[3] for line in self._run(["ip", "-o", "addr"]).splitlines() if line]
 
     def _start_node(self, args: list[str], name: str) -> None:
-        env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Ray turns token authentication on for a node when ~/.ray/auth_token exists (a local
+        # `ray.init` writes one), and a driver joining by address then fails with
+        # InvalidAuthToken. The cluster is reachable from its loopback-only namespace alone, so
+        # its mode is set explicitly rather than left to whatever the home folder holds.
+        env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "disabled",
+            **self.env,
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
         log = (self.temp_dir / f"{name}.log").open("wb")
         self._names.append(name)
         self._logs.append(log)
