@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup model index run browser ocr test test-fast lint eval bench screenshot clean
+.PHONY: help setup model index run browser ocr netns test test-fast lint eval bench screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,10 @@ run: ocr index ## start the chat and the API on http://127.0.0.1:7860
 browser: ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-test: setup browser ocr index ## run all tests (real-model tests included)
+netns: ## iproute2 (ip, ss): the Ray ingestion tests run their cluster in a loopback-only network namespace
+	@command -v ip >/dev/null && command -v ss >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+
+test: setup browser ocr netns index ## run all tests (real-model tests included)
 	$(PY) -m pytest -q
 
 ocr: ## Debian's Tesseract with Kazakh and Russian data (scanned PDF pages are read by OCR)

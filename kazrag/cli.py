@@ -71,6 +71,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     spec = s.index_spec.replace(kind=args.kind)
+    if args.ray:
+        return _index_on_ray(args, s, spec)
 
     def progress(name: str, message: str) -> None:
         if not args.quiet and message != "reading":
@@ -97,6 +99,95 @@ def cmd_index(args: argparse.Namespace) -> int:
         )
     embedder = make_embedder(s.model, s.backend)
     index = build(spec, embedder, docs, show_progress=not args.quiet)
+    m = index.manifest
+    print(
+        f"{m['n_chunks']} chunks ({m['embedded']['chunks']} newly embedded), "
+        f"{m['n_sentences']} sentences, {m['store_kind']} {m['store']} index, {m['build_seconds']} s "
+        f"-> {s.index}"
+    )
+    return 0
+
+
+def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
+    """``kazrag index --ray ADDRESS``: read, chunk and embed on a Ray cluster (docs/deploy.md).
+
+    Rows are staged beside the index folder as documents finish, so a run that is stopped
+    and started again embeds only what it had not finished; the index folder is written at
+    the end from the staged rows and the unchanged documents of the current index.
+    """
+    import functools
+    import time
+
+    from rag.embedding import make_embedder
+    from rag.index import TEXTS
+    from rag.ingest import IndexMeta, corpus_paths
+    from rag.ray_ingest import ClusterUnreachable, RayOptions, ingest
+    from rag.sinks.index_folder import IndexFolderSink
+
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    t0 = time.perf_counter()
+    files = corpus_paths(s.corpus, spec.uploads)
+    if not files:
+        print(f"kazrag index: error: no readable documents in {s.corpus}", file=sys.stderr)
+        return 2
+    embedder = make_embedder(s.model, s.backend)
+    meta = IndexMeta(
+        model=s.model,
+        backend=str(getattr(embedder, "backend", "torch")),
+        dimension=embedder.dim,
+        chunking=spec.chunking,
+        lexical=spec.lexical,
+        store=spec.store,
+        kind=spec.kind,
+        corpus=spec.corpus,
+    )
+    sink = IndexFolderSink(s.index, meta)
+    options = RayOptions(
+        address=args.ray,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        verbose=args.verbose,
+        temp_dir=args.ray_temp_dir,
+    )
+    print(
+        f"indexing {len(files)} files from {s.corpus} into {s.index} on Ray ({args.ray}, "
+        f"{args.workers} encoder workers)",
+        file=sys.stderr,
+    )
+
+    try:
+        result = ingest(
+            files,
+            sink,
+            functools.partial(make_embedder, s.model, s.backend),
+            meta.dimension,
+            spec.chunking,
+            options,
+            cache=spec.folder / TEXTS,
+            show_progress=not args.quiet,
+        )
+    except ClusterUnreachable as exc:
+        print(f"kazrag index: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        import ray
+
+        ray.shutdown()
+    for reason in result.skipped:  # the rest of the corpus is still indexed
+        print(f"skipped {reason}", file=sys.stderr)
+    if not result.documents:
+        print(f"kazrag index: error: no readable documents in {s.corpus}", file=sys.stderr)
+        return 2
+    print(
+        f"{len(result.documents)} documents: {result.already_stored} already stored, "
+        f"{result.written} embedded now ({result.chunks} chunks, {result.sentences} sentences) "
+        f"in {result.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    index = sink.finish(
+        result.documents, {"chunks": result.chunks, "sentences": result.sentences}, t0
+    )
     m = index.manifest
     print(
         f"{m['n_chunks']} chunks ({m['embedded']['chunks']} newly embedded), "
@@ -309,6 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sp)
     sp.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw"])
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="ingest on a Ray cluster: host:port of a running head node (ray start --head), or "
+        "'local' for a one-node cluster in this process (docs/deploy.md)",
+    )
+    sp.add_argument(
+        "--workers", type=int, default=1, help="with --ray: encoder actors (one CPU each)"
+    )
+    sp.add_argument(
+        "--batch-size", type=int, default=8, help="with --ray: documents per encoder batch"
+    )
+    sp.add_argument(
+        "--ray-temp-dir",
+        type=Path,
+        help="with --ray local: Ray's session folder (default /tmp/ray)",
+    )
     sp.set_defaults(func=cmd_index)
 
     sp = sub.add_parser("search", help="ranked passages for a query")

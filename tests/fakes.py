@@ -45,3 +45,37 @@ class HashEmbedder:
         self.calls += 1
         self.embedded += len(texts)
         return self.embed_queries(texts)
+
+
+class CountingEmbedder(HashEmbedder):
+    """A :class:`HashEmbedder` that appends every passage it encodes to a log file.
+
+    Ingestion runs it in other processes (Ray workers), so its counts are kept on disk: one
+    line ``<pid>\\t<sha1 of the text>`` per text encoded. ``delay`` seconds per call make a
+    run slow enough to be killed in the middle.
+    """
+
+    def __init__(self, log: str, delay: float = 0.0, dim: int = 64) -> None:
+        super().__init__(dim=dim)
+        self.log = log
+        self.delay = delay
+
+    def embed_passages(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        import os
+        import time
+
+        if self.delay:
+            time.sleep(self.delay)
+        vectors = super().embed_passages(texts, show_progress)
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.writelines(f"{os.getpid()}\t{hashlib.sha1(t.encode()).hexdigest()}\n" for t in texts)
+        return vectors
+
+
+def counted(log: str) -> list[tuple[int, str]]:
+    """The (pid, text hash) lines a :class:`CountingEmbedder` logged."""
+    try:
+        with open(log, encoding="utf-8") as f:
+            return [(int(p), h) for p, h in (line.split() for line in f if line.strip())]
+    except FileNotFoundError:
+        return []

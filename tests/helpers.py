@@ -244,3 +244,40 @@ def pages_settings(root: Path, corpus: Path) -> Settings:
 
 
 TOKEN = "s3cret-token"  # the API token tests configure
+
+
+def split_corpus(root: Path, pieces: int, chars: int = 2500) -> Path:
+    """A corpus folder of ``pieces`` small documents cut from the seeds at paragraph breaks."""
+    root.mkdir(parents=True, exist_ok=True)
+    made = 0
+    for seed in sorted(SEEDS.glob("*.txt")):
+        current = ""
+        for para in seed.read_text(encoding="utf-8").split("\n\n"):
+            current += para + "\n\n"
+            if len(current) >= chars and current.strip():
+                (root / f"{made:03d}_{seed.stem[:3]}.txt").write_text(current, encoding="utf-8")
+                made += 1
+                current = ""
+                if made == pieces:
+                    return root
+    raise ValueError(f"the seeds give only {made} pieces of {chars} characters")
+
+
+@contextmanager
+def loopback_cluster(nodes: int = 2) -> Iterator[Any]:
+    """A Ray cluster of ``nodes`` single-CPU nodes on 127.0.0.1, stopped (by pid) on exit.
+
+    Its session folder is a short temporary path (Ray keeps Unix sockets there); its workers
+    can import ``tests`` (the encoder fakes).
+    """
+    import tempfile
+
+    from rag.ray_cluster import LoopbackCluster
+
+    temp = Path(tempfile.mkdtemp(prefix="kzray-", dir="/tmp"))
+    cluster = LoopbackCluster(temp, nodes=nodes, env={"PYTHONPATH": str(SEEDS.parent)})
+    try:
+        with cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
