@@ -390,7 +390,9 @@ def kazqad_index(
             file=sys.stderr,
         )
 
-    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None)
+    # KazQAD's contexts get their own folder index even when the project's index is in a
+    # shared store: they must not be written into (or replace) the served collection.
+    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None, store="faiss")
     return open_index(
         spec, embedder, docs=docs, on_build=announce, show_progress=sys.stderr.isatty()
     )

@@ -68,6 +68,7 @@ from rag.pipeline import (
 from rag.schema import Answer, Chunk, Citation, Hit
 from rag.settings import Settings
 from rag.sources import SourceError
+from rag.stores.base import StoreUnreachable
 from rag.tokens import Tokenizer, cited, tokenizer_of
 from rag.tokens import count as count_tokens
 from rag.tokens import cut as cut_tokens
@@ -422,6 +423,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = exc.status if isinstance(exc, library.LibraryError) else 422
         return _error_response(request, status, str(exc), "invalid_request_error")
 
+    async def store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        # The shared store (a Milvus server) is down or restarting: retry later, no crash.
+        logger.warning("%s", exc)
+        return _error_response(
+            request, 503, str(exc), "server_error", "store_unavailable", None, {"Retry-After": "5"}
+        )
+
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         err = cast(StarletteHTTPException, exc)
         return _error_response(request, err.status_code, str(err.detail), "invalid_request_error")
@@ -432,6 +440,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(library.LibraryError, library_error)
     app.add_exception_handler(SourceError, library_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StoreUnreachable, store_unreachable)
 
 
 def _errors(model: type[BaseModel], *codes: int) -> dict[int | str, dict[str, Any]]:
@@ -490,7 +499,9 @@ def _token_holder(request: Request) -> bool:
 
 def _engine(request: Request) -> Engine:
     engine: Engine | None = request.app.state.engine
-    return engine if engine is not None else get_engine(request.app.state.settings)
+    engine = engine if engine is not None else get_engine(request.app.state.settings)
+    engine.refresh()  # a shared store (Milvus) may have changed through another replica
+    return engine
 
 
 def turns_from_messages(messages: Sequence[ChatMessage]) -> list[Turn]:

@@ -102,6 +102,15 @@ class Engine:
     def __post_init__(self) -> None:
         self.answerer = make_generator(self.settings, self.embedder, self.generator)
 
+    def refresh(self) -> None:
+        """Swap in the store's current state if another replica changed it (a store-backed
+        index only: ``rag.store_index.StoreIndex.current``; a folder index has no such check)."""
+        current = getattr(self.index, "current", None)
+        if current is not None:
+            fresh = current()
+            if fresh is not self.index:
+                self.reload(fresh)
+
     def reload(self, index: CorpusIndex) -> None:
         """Swap in a rebuilt index (after an upload) without reloading the model."""
         with self.lock:
@@ -281,6 +290,7 @@ def stream_answer(
     # Validate before loading anything: a bad question fails fast and clearly.
     text_q = clean_question(question, cfg.max_question_chars)
     eng = engine or get_engine(cfg)
+    eng.refresh()  # a shared store may have changed through another replica
     k = top_k if top_k is not None else cfg.top_k
     if not 1 <= k <= 100:
         raise QuestionError(
