@@ -170,23 +170,56 @@ def test_an_empty_store_without_a_corpus_says_how_to_fill_it(tmp_path: Path) -> 
         open_index(spec, HashEmbedder())
 
 
-@pytest.mark.integration
-def test_the_cli_refuses_a_store_of_another_model_with_one_clear_line(tmp_path: Path) -> None:
-    uri = str(tmp_path / "s.db")
-    engine = make_engine(_settings(tmp_path, uri), embedder=HashEmbedder())
-    engine.index.store.close()  # type: ignore[attr-defined]  # one process per Lite file
-    proc = subprocess.run(
-        [sys.executable, "-m", "kazrag.cli", "search", "Қордай", "--store", uri],
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kazrag.cli", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
+
+
+# A child process builds a store with the hash embedder (a Lite file stays locked by the
+# process that opened it, so the CLI below must not share this test's process).
+_BUILD = """
+import sys
+from pathlib import Path
+from rag.pipeline import make_engine
+from rag.settings import Settings
+from tests.fakes import HashEmbedder
+root = Path(sys.argv[1])
+make_engine(Settings(corpus=root / "corpus", index=root / "index", uploads=None,
+                     store=str(root / "s.db")), embedder=HashEmbedder())
+"""
+
+
+@pytest.mark.integration
+def test_the_cli_refuses_a_store_of_another_model_with_one_clear_line(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    uri = str(tmp_path / "s.db")
+    subprocess.run(
+        [sys.executable, "-c", _BUILD, str(tmp_path)], cwd=PROJECT_ROOT, check=True, timeout=300
+    )
+    proc = _cli("search", "Қордай", "--store", uri)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "was built with other settings" in proc.stderr
     assert "hash-embedder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.integration
+def test_a_lite_file_open_in_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    uri = str(tmp_path / "s.db")
+    engine = make_engine(_settings(tmp_path, uri), embedder=HashEmbedder())
+    assert engine.index.chunks  # this process holds the file
+    proc = _cli("search", "Қордай", "--store", uri)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "only one process may open a Milvus Lite file" in proc.stderr
+    assert "milvus-lite server" in proc.stderr
 
 
 # --- the real model: the same top-5 on FAISS and on Milvus ---------------------------------

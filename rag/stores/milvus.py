@@ -125,6 +125,11 @@ class MilvusStore:
         # StoreUnreachable with the reason instead, once.
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
         if self.uri.endswith(".db"):
+            # Milvus Lite serves gRPC inside this process and logs a traceback for each call it
+            # does not implement (the query iterator asks for a timestamp, then does without).
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            # It logs a locked file with a traceback too; StoreUnreachable says it in one line.
+            logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
             client = MilvusClient(self.uri)
         else:
@@ -151,10 +156,18 @@ class MilvusStore:
             except (StoreMismatch, ValueError, TypeError):
                 raise
             except Exception as exc:  # pymilvus and gRPC raise many kinds: all mean "not now"
+                connecting = self._client is None
                 self._drop_client()
+                hint = ""
+                if connecting and self.uri.endswith(".db"):
+                    hint = (
+                        "; only one process may open a Milvus Lite file: is another kazrag "
+                        "using it? To share a store, run `milvus-lite server --data-dir DIR "
+                        "--host 127.0.0.1 --port 19530` and use --store http://127.0.0.1:19530"
+                    )
                 raise StoreUnreachable(
                     f"the Milvus store at {self.uri} is unavailable "
-                    f"({type(exc).__name__}: {str(exc)[:200]})"
+                    f"({type(exc).__name__}: {str(exc)[:200]}){hint}"
                 ) from exc
 
     def _drop_client(self) -> None:
