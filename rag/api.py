@@ -497,10 +497,11 @@ def _token_holder(request: Request) -> bool:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _engine(request: Request) -> Engine:
+def _engine(request: Request, refresh: bool = True) -> Engine:
     engine: Engine | None = request.app.state.engine
     engine = engine if engine is not None else get_engine(request.app.state.settings)
-    engine.refresh()  # a shared store (Milvus) may have changed through another replica
+    if refresh:
+        engine.refresh()  # a shared store (Milvus) may have changed through another replica
     return engine
 
 
@@ -901,7 +902,9 @@ def _health_route(app: FastAPI) -> None:
         status = "failed" if state.failed else ("ok" if state.ready else "loading")
         out: dict[str, Any] = {"status": status, "ready": state.ready}
         if full and state.ready:
-            engine = _engine(request)
+            # Liveness must not depend on the shared store: a Milvus restart is a 503 on the
+            # routes that read it, not a failed probe that gets the replica restarted.
+            engine = _engine(request, refresh=False)
             m = engine.index.manifest
             out |= {
                 "model": str(m.get("model")),
