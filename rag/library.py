@@ -438,7 +438,9 @@ def _put_in_store(
             return _info(engine, name), "unchanged"
         report(0.4, "embedding")
         rows = document_rows(
-            [doc], _ReportingEmbedder(engine.embedder, report), engine.settings.chunking,
+            [doc],
+            _ReportingEmbedder(engine.embedder, report),
+            engine.settings.chunking,
             source="upload",
         )
         report(0.95, "writing to the store")

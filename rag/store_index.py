@@ -258,9 +258,7 @@ def index_into_store(
     todo = [d for d in docs if d.doc_id not in done]
     held = store.documents()
     gone = sorted(
-        str(r["doc_id"])
-        for r in held
-        if r["doc_id"] not in wanted and r.get("source") != "upload"
+        str(r["doc_id"]) for r in held if r["doc_id"] not in wanted and r.get("source") != "upload"
     )
     chunks = 0
     for i in range(0, len(todo), WRITE_BATCH):
@@ -381,4 +379,3 @@ def open_store_index(spec: IndexSpec, embedder: Embedder, build_empty: bool = Tr
         logger.warning("the Milvus store at %s is empty; indexing %s", spec.store, spec.corpus)
         index_into_store(spec, embedder, corpus_documents(spec))
     return StoreIndex.load(store, spec)
-

@@ -69,8 +69,16 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 def _milvus(data: Path, port: int) -> subprocess.Popen[Any]:
     return subprocess.Popen(
-        [str(BIN / "milvus-lite"), "server", "--data-dir", str(data)]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(BIN / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=ENV,
@@ -108,8 +116,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         for name in ("a", "b"):
             port = free_port()
             procs[name] = subprocess.Popen(
-                [str(BIN / "kazrag"), "serve", *common, "--port", str(port)]
-                + ["--index", str(root / f"index-{name}")],
+                [
+                    str(BIN / "kazrag"),
+                    "serve",
+                    *common,
+                    "--port",
+                    str(port),
+                    "--index",
+                    str(root / f"index-{name}"),
+                ],
                 cwd=PROJECT_ROOT,
                 env={**ENV, "KAZRAG_UPLOADS": str(root / f"uploads-{name}")},
                 stdout=subprocess.DEVNULL,
@@ -195,15 +210,19 @@ def test_the_replicas_answer_503_while_milvus_is_down_and_reconnect(
         assert "Milvus store" in r.json()["error"]
         assert r.json()["code"] == "store_unavailable"
         assert r.headers.get("retry-after")
-        assert httpx.post(f"{url}/api/ask", json={"question": QUESTION}, timeout=60).status_code == 503
+        assert (
+            httpx.post(f"{url}/api/ask", json={"question": QUESTION}, timeout=60).status_code == 503
+        )
         assert httpx.get(f"{url}/api/health", timeout=10).status_code == 200  # still alive
     assert procs["a"].poll() is None and procs["b"].poll() is None
     procs["milvus"] = _milvus(cluster["root"] / "milvus", cluster["mport"])
     for url in (a, b):
         r = _wait(
-            lambda url=url: (resp := _search(url, "Мектептің бірінші директоры кім болған?"))
-            and resp.status_code == 200
-            and resp,
+            lambda url=url: (
+                (resp := _search(url, "Мектептің бірінші директоры кім болған?"))
+                and resp.status_code == 200
+                and resp
+            ),
             90,
             "the replica answering again",
         )

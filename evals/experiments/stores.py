@@ -80,8 +80,16 @@ def start_server(data: Path) -> tuple[subprocess.Popen[Any], str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data)]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(Path(sys.executable).parent / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -150,7 +158,6 @@ def synthetic(store: Any, vecs: np.ndarray) -> None:
 def run(n_synthetic: int, out: Path, quality: bool = True) -> dict[str, Any]:
     """Measure everything in one process (see the module doc); write BENCHMARKS.md."""
     from evals.bench import memory_mb, write_section
-    from rag.index import open_index
     from rag.pipeline import make_engine, prepare_question, retrieve
     from rag.settings import from_env
     from rag.store_index import migrate
@@ -187,14 +194,15 @@ def run(n_synthetic: int, out: Path, quality: bool = True) -> dict[str, Any]:
             res[f"{label}_load_s"] = time.perf_counter() - t0
         n = len(preps)
         for label, engine in engines.items():
-            dense = engine.index.dense
-            res[f"{label}_dense"] = _time(lambda i, d=dense: d.search(qvecs[i : i + 1], K), n)
-            res[f"{label}_retrieve"] = _time(
-                lambda i, e=engine: retrieve(
-                    e, preps[i].query, 5, qvecs[i], lexical_query=preps[i].lexical
-                ),
-                n,
-            )
+
+            def dense_search(i: int, engine: Any = engine) -> Any:
+                return engine.index.dense.search(qvecs[i : i + 1], K)
+
+            def hybrid(i: int, engine: Any = engine) -> Any:
+                return retrieve(engine, preps[i].query, 5, qvecs[i], preps[i].lexical)
+
+            res[f"{label}_dense"] = _time(dense_search, n)
+            res[f"{label}_retrieve"] = _time(hybrid, n)
         same = 0
         for i, p in enumerate(preps):
             top = [
@@ -222,13 +230,19 @@ def run(n_synthetic: int, out: Path, quality: bool = True) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 synthetic(store, vecs)
                 res[f"{label}_big_write_s"] = time.perf_counter() - t0
-                res[f"{label}_big_dense"] = _time(
-                    lambda i, s=store: s.search(queries[i : i + 1], K), 30
-                )
+
+                def big_search(i: int, store: Any = store) -> Any:
+                    return store.search(queries[i : i + 1], K)
+
+                res[f"{label}_big_dense"] = _time(big_search, 30)
                 store.close()
             big = FaissStore.build(vecs)  # the same vectors (flat below the HNSW threshold)
             res["faiss_big_kind"] = big.kind
-            res["faiss_big_dense"] = _time(lambda i: big.search(queries[i : i + 1], K), 30)
+
+            def faiss_search(i: int) -> Any:
+                return big.search(queries[i : i + 1], K)
+
+            res["faiss_big_dense"] = _time(faiss_search, 30)
             res["server_big_rss_mb"], res["server_big_hwm_mb"] = _rss_of(server.pid)
     finally:
         stop(server)
