@@ -666,11 +666,9 @@ def open_index(
             on_build(len(documents))
         return build(spec.replace(corpus=corpus), embedder, documents, show_progress)
 
-    if store_kind(spec.store) == "milvus":
-        # The index lives in a shared Milvus store, not in a folder (rag/store_index.py).
-        from rag.store_index import open_store_index
-
-        return open_store_index(spec, embedder, build_empty=rebuild)
+    if store_kind(spec.store) != "faiss":
+        # rag.store_index.open_any opens an index held in a shared store (Milvus)
+        raise ValueError(f"{spec.store} is not an index folder: open it with open_any")
     try:
         index = load_index(spec.folder, embedder.name, spec.chunking, spec.lexical, spec.store)
     except IndexUnavailable as exc:

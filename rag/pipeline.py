@@ -23,11 +23,12 @@ from rag.conversation import Turn, is_followup, resolve
 from rag.embedding import Embedder, make_embedder
 from rag.generation import GeneratorConfig
 from rag.generators import AnswerGenerator, GenerationRequest, make_generator
-from rag.index import CorpusIndex, open_index
+from rag.index import CorpusIndex
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
 from rag.retriever import Retriever, multi_subject
 from rag.schema import MARKER_RE, Answer, Citation, Hit
 from rag.settings import Settings
+from rag.store_index import open_any
 from rag.stores import store_class
 from rag.typing_forms import normalize_query, to_latin_2021, typing_form, vocabulary_for
 
@@ -129,7 +130,7 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
     store_class(settings.store).set_threads(1)
-    index = open_index(settings.index_spec, emb)
+    index = open_any(settings.index_spec, emb)  # a folder, or a shared store (Milvus)
     # The model loads here, once, not on the first question: a server is ready when it starts
     # (the first chat question used to wait for it). Fakes have nothing to load.
     load = getattr(emb, "load", None)

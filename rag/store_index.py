@@ -47,11 +47,13 @@ from rag.index import (
     _source_record,
     _with_pages,
     corpus_documents,
+    open_index,
     search_text,
 )
 from rag.lexical import BM25Index, LexicalConfig
 from rag.rows import DocumentRows
 from rag.schema import Document, Sentence
+from rag.stores import store_kind
 from rag.stores.milvus import MilvusDense, MilvusStore, StoreMismatch
 
 logger = logging.getLogger(__name__)
@@ -379,3 +381,11 @@ def open_store_index(spec: IndexSpec, embedder: Embedder, build_empty: bool = Tr
         logger.warning("the Milvus store at %s is empty; indexing %s", spec.store, spec.corpus)
         index_into_store(spec, embedder, corpus_documents(spec))
     return StoreIndex.load(store, spec)
+
+
+def open_any(spec: IndexSpec, embedder: Embedder, rebuild: bool = True) -> CorpusIndex:
+    """The index of ``spec`` wherever it lives: a folder (:func:`rag.index.open_index`: load,
+    build or rebuild) or a shared Milvus store (:func:`open_store_index`)."""
+    if store_kind(spec.store) == "milvus":
+        return open_store_index(spec, embedder, build_empty=rebuild)
+    return open_index(spec, embedder, rebuild=rebuild)

@@ -146,29 +146,46 @@ class MilvusStore:
             c.load_collection(name)
 
     def _call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)``; any failure becomes :class:`StoreUnreachable` and drops the client
-        (the next call connects again: that is how a replica reconnects after a restart)."""
+        """Run ``fn(client)``; a failure drops the client and tries once more on a new one,
+        then becomes :class:`StoreUnreachable` (the next call connects again: that is how a
+        replica reconnects after a restart).
+
+        The one retry is for a channel the server closed while it was idle (a restarted
+        server, or gRPC's "too many pings" GOAWAY): every call here is an idempotent read or
+        upsert, so running it again is safe.
+        """
         with self._lock:
             try:
-                if self._client is None:
-                    self._client = self._connect()
-                return fn(self._client)
+                return self._attempt(fn)
             except (StoreMismatch, ValueError, TypeError):
                 raise
-            except Exception as exc:  # pymilvus and gRPC raise many kinds: all mean "not now"
-                connecting = self._client is None
+            except Exception:  # pymilvus and gRPC raise many kinds: all mean "not now"
                 self._drop_client()
-                hint = ""
-                if connecting and self.uri.endswith(".db"):
-                    hint = (
-                        "; only one process may open a Milvus Lite file: is another kazrag "
-                        "using it? To share a store, run `milvus-lite server --data-dir DIR "
-                        "--host 127.0.0.1 --port 19530` and use --store http://127.0.0.1:19530"
-                    )
-                raise StoreUnreachable(
-                    f"the Milvus store at {self.uri} is unavailable "
-                    f"({type(exc).__name__}: {str(exc)[:200]}){hint}"
-                ) from exc
+            return self._attempt(fn, last=True)
+
+    def _attempt(self, fn: Callable[[Any], T], last: bool = False) -> T:
+        connecting = self._client is None
+        try:
+            if self._client is None:
+                self._client = self._connect()
+            return fn(self._client)
+        except (StoreMismatch, ValueError, TypeError):
+            raise
+        except Exception as exc:
+            if not last:
+                raise
+            self._drop_client()
+            hint = ""
+            if connecting and self.uri.endswith(".db"):
+                hint = (
+                    "; only one process may open a Milvus Lite file: is another kazrag "
+                    "using it? To share a store, run `milvus-lite server --data-dir DIR "
+                    "--host 127.0.0.1 --port 19530` and use --store http://127.0.0.1:19530"
+                )
+            raise StoreUnreachable(
+                f"the Milvus store at {self.uri} is unavailable "
+                f"({type(exc).__name__}: {str(exc)[:200]}){hint}"
+            ) from exc
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
