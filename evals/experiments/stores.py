@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -248,6 +249,7 @@ def run(n_synthetic: int, out: Path, quality: bool = True) -> dict[str, Any]:
             res["server_big_rss_mb"], res["server_big_hwm_mb"] = _rss_of(server.pid)
     finally:
         stop(server)
+        shutil.rmtree(tmp, ignore_errors=True)
     write_section(out, render(res), "stores")
     return res
 

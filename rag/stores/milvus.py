@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import uuid
 import zlib
@@ -119,6 +120,9 @@ class MilvusStore:
         return f"{self.prefix}_{what}"
 
     def _connect(self) -> Any:
+        # gRPC's C core prints to stderr when a server closes an idle channel ("too many
+        # pings"); the next call reconnects (see _call), so that is noise, not news.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
         from pymilvus import MilvusClient
 
         # pymilvus logs every failed call at ERROR with a traceback; kazrag raises and logs
