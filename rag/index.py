@@ -666,7 +666,7 @@ def open_index(
             on_build(len(documents))
         return build(spec.replace(corpus=corpus), embedder, documents, show_progress)
 
-    if store_kind(spec.store) != "faiss":
+    if store_kind(spec.store) == "milvus":
         # rag.store_index.open_any opens an index held in a shared store (Milvus)
         raise ValueError(f"{spec.store} is not an index folder: open it with open_any")
     try:
