@@ -1128,7 +1128,8 @@ def _evaluate_kazqad(
     # corpus = the JSONL file (not a folder), so the engine never "updates" this index from
     # seeds/; uploads are not part of a benchmark.
     engine = make_engine(
-        settings.replace(index=folder, corpus=Path(args.kazqad), uploads=None), embedder=emb
+        settings.replace(index=folder, corpus=Path(args.kazqad), uploads=None, store="faiss"),
+        embedder=emb,
     )
     print(f"asking {len(items)} KazQAD questions", file=sys.stderr)
     warm_up(engine)
