@@ -304,6 +304,8 @@ def render(res: dict[str, Any]) -> str:
             f"| server RSS after it (MB) | — | — | {res['server_big_rss_mb']:.0f} "
             f"(peak {res['server_big_hwm_mb']:.0f}) |",
             "",
+            "FAISS is HNSW at this size (rag/stores/faiss.py switches at 50,000 chunks); "
+            "Milvus here keeps the exact FLAT index the store creates. "
             "Milvus Lite 3.x is pure Python over FAISS and Parquet: good for development, CI and "
             "a small deployment, with a per-query floor and a cost that grows with the "
             "collection. Production is a Milvus standalone or cluster with the same client "
