@@ -437,7 +437,9 @@ def kazqad_index(
             file=sys.stderr,
         )
 
-    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None)
+    # KazQAD's contexts get their own folder index even when the project's index is in a
+    # shared store: they must not be written into (or replace) the served collection.
+    spec = settings.index_spec.replace(folder=folder, corpus=source, uploads=None, store="faiss")
     return open_index(
         spec, embedder, docs=docs, on_build=announce, show_progress=sys.stderr.isatty()
     )
@@ -1178,7 +1180,8 @@ def _evaluate_kazqad(
     # corpus = the JSONL file (not a folder), so the engine never "updates" this index from
     # seeds/; uploads are not part of a benchmark.
     engine = make_engine(
-        settings.replace(index=folder, corpus=Path(args.kazqad), uploads=None), embedder=emb
+        settings.replace(index=folder, corpus=Path(args.kazqad), uploads=None, store="faiss"),
+        embedder=emb,
     )
     print(f"asking {len(items)} KazQAD questions", file=sys.stderr)
     warm_up(engine)

@@ -32,6 +32,7 @@ def _settings(args: argparse.Namespace) -> Any:
         backend=getattr(args, "backend", None),
         top_k=getattr(args, "top_k", None),
         generator=getattr(args, "generator", None),
+        store=getattr(args, "store", None),
     )
 
 
@@ -41,6 +42,9 @@ def _existing_index(args: argparse.Namespace) -> None:
     Only the default index (what ``make run`` uses) is built when it is missing.
     """
     folder: Path | None = getattr(args, "index", None)
+    store = getattr(args, "store", None)
+    if store is not None and store != "faiss":
+        return  # a shared store: it says itself if it is empty (rag/store_index.py)
     if folder is None or (folder / "manifest.json").is_file():
         return
     corpus = f" --corpus {args.corpus}" if getattr(args, "corpus", None) else ""
@@ -86,6 +90,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 2
     for item in skipped:  # the rest of the corpus is still indexed
         print(f"skipped {item.reason}", file=sys.stderr)
+    from rag.stores import store_kind
+
+    if store_kind(s.store) == "milvus":
+        return _index_into_store(args, s, spec, docs)
+    if args.replace or args.from_index is not None:
+        raise ValueError("--replace and --from-index are for a Milvus store (--store URI)")
     print(f"indexing {len(docs)} documents from {s.corpus} into {s.index}", file=sys.stderr)
     if before is not None:
         now = {d.doc_id: _raw_sha(d.raw) for d in docs}
@@ -123,6 +133,7 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
     from rag.ingest import IndexMeta, corpus_paths
     from rag.ray_ingest import ClusterUnreachable, RayOptions, ingest
     from rag.sinks.index_folder import IndexFolderSink
+    from rag.stores import store_kind
 
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
@@ -142,7 +153,13 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
         kind=spec.kind,
         corpus=spec.corpus,
     )
-    sink = IndexFolderSink(s.index, meta)
+    milvus = store_kind(s.store) == "milvus"
+    if milvus:
+        from rag.store_index import stale_documents, store_sink
+
+        sink: Any = store_sink(spec, embedder, replace=args.replace)
+    else:
+        sink = IndexFolderSink(s.index, meta)
     options = RayOptions(
         address=args.ray,
         workers=args.workers,
@@ -185,6 +202,15 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
         f"in {result.seconds:.1f} s",
         file=sys.stderr,
     )
+    if milvus:
+        gone = stale_documents(sink, dict(result.documents))
+        sink.remove(gone)
+        counts = sink.counts()
+        print(
+            f"{counts['chunks']} chunks, {counts['sentences']} sentences of "
+            f"{counts['documents']} documents ({len(gone)} removed) -> {s.store}"
+        )
+        return 0
     index = sink.finish(
         result.documents, {"chunks": result.chunks, "sentences": result.sentences}, t0
     )
@@ -193,6 +219,40 @@ def _index_on_ray(args: argparse.Namespace, s: Any, spec: Any) -> int:
         f"{m['n_chunks']} chunks ({m['embedded']['chunks']} newly embedded), "
         f"{m['n_sentences']} sentences, {m['store_kind']} {m['store']} index, {m['build_seconds']} s "
         f"-> {s.index}"
+    )
+    return 0
+
+
+def _index_into_store(args: argparse.Namespace, s: Any, spec: Any, docs: list[Any]) -> int:
+    """``kazrag index --store URI``: write new and changed documents to a Milvus store."""
+    from rag.embedding import make_embedder
+    from rag.store_index import index_into_store
+
+    print(f"indexing {len(docs)} documents from {s.corpus} into {s.store}", file=sys.stderr)
+
+    def report(message: str) -> None:
+        if not args.quiet:
+            print(f"  {message}", file=sys.stderr)
+
+    if args.from_index is not None:
+        from rag.index import load_index
+        from rag.store_index import migrate
+
+        print(f"copying the index {args.from_index} into {s.store}", file=sys.stderr)
+        done = migrate(load_index(args.from_index), spec, replace=args.replace)
+        print(
+            f"{done['chunks']} chunks, {done['sentences']} sentences of {done['documents']} "
+            f"documents copied, {done['seconds']} s -> {s.store}"
+        )
+        return 0
+    embedder = make_embedder(s.model, s.backend)
+    done = index_into_store(
+        spec, embedder, docs, replace=args.replace, show_progress=not args.quiet, report=report
+    )
+    print(
+        f"{done['chunks']} chunks, {done['sentences']} sentences of {done['documents']} documents "
+        f"({done['written']} written, {done['unchanged']} unchanged, {done['removed']} removed), "
+        f"{done['seconds']} s -> {s.store}"
     )
     return 0
 
@@ -384,6 +444,12 @@ def _common(p: argparse.ArgumentParser, k: bool = False) -> None:
     p.add_argument("--index", type=Path, help="index folder (default: index/seeds/)")
     p.add_argument("--model", help="sentence-transformers model id or path")
     p.add_argument(
+        "--store",
+        metavar="URI",
+        help="where the index lives: faiss (the --index folder; default), a Milvus Lite file "
+        "(PATH.db, one process) or a Milvus server (http://host:port); or KAZRAG_STORE",
+    )
+    p.add_argument(
         "--backend",
         choices=["torch", "onnx", "onnx-int8"],
         help="encoder backend (default: KAZRAG_BACKEND or onnx)",
@@ -416,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-temp-dir",
         type=Path,
         help="with --ray local: Ray's session folder (default /tmp/ray)",
+    )
+    sp.add_argument(
+        "--replace",
+        action="store_true",
+        help="drop the Milvus store's collections first (another model, or a clean rebuild)",
+    )
+    sp.add_argument(
+        "--from-index",
+        type=Path,
+        metavar="FOLDER",
+        help="with --store: copy this folder index (its vectors too) into the store "
+        "instead of reading and embedding the corpus (FAISS -> Milvus migration)",
     )
     sp.set_defaults(func=cmd_index)
 
@@ -516,10 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.index import IndexUnavailable
     from rag.pipeline import QuestionError
     from rag.sources import SourceError
+    from rag.stores.base import StoreUnreachable
 
     try:
         return int(args.func(args))
-    except (QuestionError, SourceError, IndexUnavailable, ValueError) as exc:
+    except (QuestionError, SourceError, IndexUnavailable, StoreUnreachable, ValueError) as exc:
         print(f"kazrag {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

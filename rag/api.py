@@ -69,6 +69,7 @@ from rag.schema import Answer, Chunk, Citation, Hit
 from rag.session import COOKIE, valid_session
 from rag.settings import Settings
 from rag.sources import SourceError
+from rag.stores.base import StoreUnreachable
 from rag.tokens import Tokenizer, cited, tokenizer_of
 from rag.tokens import count as count_tokens
 from rag.tokens import cut as cut_tokens
@@ -423,6 +424,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = exc.status if isinstance(exc, library.LibraryError) else 422
         return _error_response(request, status, str(exc), "invalid_request_error")
 
+    async def store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        # The shared store (a Milvus server) is down or restarting: retry later, no crash.
+        logger.warning("%s", exc)
+        return _error_response(
+            request, 503, str(exc), "server_error", "store_unavailable", None, {"Retry-After": "5"}
+        )
+
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         err = cast(StarletteHTTPException, exc)
         return _error_response(request, err.status_code, str(err.detail), "invalid_request_error")
@@ -433,6 +441,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(library.LibraryError, library_error)
     app.add_exception_handler(SourceError, library_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StoreUnreachable, store_unreachable)
 
 
 def _errors(model: type[BaseModel], *codes: int) -> dict[int | str, dict[str, Any]]:
@@ -505,9 +514,12 @@ def _token_holder(request: Request) -> bool:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _engine(request: Request) -> Engine:
+def _engine(request: Request, refresh: bool = True) -> Engine:
     engine: Engine | None = request.app.state.engine
-    return engine if engine is not None else get_engine(request.app.state.settings)
+    engine = engine if engine is not None else get_engine(request.app.state.settings)
+    if refresh:
+        engine.refresh()  # a shared store (Milvus) may have changed through another replica
+    return engine
 
 
 def turns_from_messages(messages: Sequence[ChatMessage]) -> list[Turn]:
@@ -922,7 +934,9 @@ def _health_route(app: FastAPI) -> None:
         status = "failed" if state.failed else ("ok" if state.ready else "loading")
         out: dict[str, Any] = {"status": status, "ready": state.ready}
         if full and state.ready:
-            engine = _engine(request)
+            # Liveness must not depend on the shared store: a Milvus restart is a 503 on the
+            # routes that read it, not a failed probe that gets the replica restarted.
+            engine = _engine(request, refresh=False)
             m = engine.index.manifest
             out |= {
                 "model": str(m.get("model")),

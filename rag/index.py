@@ -48,7 +48,7 @@ from rag.embedding import Embedder
 from rag.lexical import BM25Index, LexicalConfig, analyze
 from rag.schema import Chunk, Document, Page, Sentence, page_span
 from rag.sources import CorpusProgress, Skipped, SourceError, corpus_files, load_corpus, read_corpus
-from rag.stores import VectorStore, store_class
+from rag.stores import VectorStore, store_class, store_kind
 
 logger = logging.getLogger(__name__)
 
@@ -666,6 +666,9 @@ def open_index(
             on_build(len(documents))
         return build(spec.replace(corpus=corpus), embedder, documents, show_progress)
 
+    if store_kind(spec.store) == "milvus":
+        # rag.store_index.open_any opens an index held in a shared store (Milvus)
+        raise ValueError(f"{spec.store} is not an index folder: open it with open_any")
     try:
         index = load_index(spec.folder, embedder.name, spec.chunking, spec.lexical, spec.store)
     except IndexUnavailable as exc:

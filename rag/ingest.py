@@ -143,11 +143,14 @@ def document_rows(
     embedder: Embedder,
     chunking: ChunkingConfig | None = None,
     cache: dict[str, np.ndarray] | None = None,
+    show_progress: bool = False,
+    source: str | None = None,
 ) -> list[DocumentRows]:
     """Chunk and embed documents into rows: one encoder call for their chunks, one for sentences.
 
     ``cache`` (text hash -> vector, as ``rag.index._embed_cached`` keys it) spares texts whose
-    vectors are known; it is filled with the new ones.
+    vectors are known; it is filled with the new ones. ``source`` (``upload``) is recorded in
+    each document's record.
     """
     chunking = chunking or ChunkingConfig()
     cache = {} if cache is None else cache
@@ -156,7 +159,10 @@ def document_rows(
     sentences = [_sentences(c) for c in chunks]
     flat_chunks = [c for cs in chunks for c in cs]
     vectors, _ = _embed_cached(
-        [search_text(c) for c in flat_chunks], cache, embedder.embed_passages, dim
+        [search_text(c) for c in flat_chunks],
+        cache,
+        lambda texts: embedder.embed_passages(texts, show_progress=show_progress),
+        dim,
     )
     svectors, _ = _embed_cached(
         [s.text for ss in sentences for s in ss], cache, embedder.embed_passages, dim
@@ -172,7 +178,7 @@ def document_rows(
         out.append(
             DocumentRows(
                 doc_id=doc.doc_id,
-                record=document_record(doc, len(cs)),
+                record=document_record(doc, len(cs)) | ({"source": source} if source else {}),
                 chunks=cs,
                 chunk_vectors=vectors[at : at + len(cs)],
                 sentences=ss,

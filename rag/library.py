@@ -16,6 +16,7 @@ refuse with a message saying so. Only uploaded documents can be removed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -32,7 +33,10 @@ from rag.embedding import Embedder
 from rag.index import TEXTS, CorpusIndex, build, corpus_documents
 from rag.readers import SUPPORTED_SUFFIXES, Extracted, cached_extract, file_key, reader_for
 from rag.readers.base import SourceTooLarge
+from rag.rows import RowSink
+from rag.schema import Document
 from rag.sources import SourceError, document_from
+from rag.stores import store_kind
 
 if TYPE_CHECKING:
     from rag.pipeline import Engine
@@ -372,6 +376,8 @@ def put_document(
 
     if not chunk_corpus([doc], settings.chunking):
         raise SourceError(f"{filename}: no passages could be made from the text")
+    if store_kind(settings.store) == "milvus":
+        return _put_in_store(engine, name, doc, report)
     with _LOCK:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
@@ -411,6 +417,9 @@ def remove_document(engine: Engine, doc_id: str, progress: Progress | None = Non
             f"{doc_id} is part of the built-in corpus ({settings.corpus.name}/) and cannot be "
             "removed here; only uploaded documents can be removed"
         )
+    if store_kind(settings.store) == "milvus":
+        _remove_from_store(engine, doc_id, report)
+        return
     folder = _upload_folder(settings)
     path = document_path(settings, doc_id)
     if path.parent.resolve() != folder.resolve():
@@ -424,3 +433,62 @@ def remove_document(engine: Engine, doc_id: str, progress: Progress | None = Non
             path.write_bytes(kept)
             raise
     logger.info("removed %s", doc_id)
+
+
+# --- a shared store (Milvus): the document goes to the store, which every replica reads --------
+
+
+def _put_in_store(
+    engine: Engine, name: str, doc: Document, report: Progress
+) -> tuple[DocumentInfo, UploadStatus]:
+    """Write one uploaded document to the shared store (no index folder, no uploads file).
+
+    Only this document is chunked and embedded; the other replicas see it on their next request
+    (the store's generation changed). The record says ``source: upload`` so that
+    ``kazrag index --store`` keeps it although no corpus folder holds it.
+    """
+    from rag.store_index import document_rows
+
+    with _LOCK:
+        engine.refresh()
+        before = {d["doc_id"]: d.get("sha256") for d in engine.index.documents}
+        sha = hashlib.sha256(doc.raw.encode()).hexdigest()
+        if before.get(name) == sha:
+            report(1.0, "unchanged")
+            return _info(engine, name), "unchanged"
+        report(0.4, "embedding")
+        rows = document_rows(
+            [doc],
+            _ReportingEmbedder(engine.embedder, report),
+            engine.settings.chunking,
+            source="upload",
+        )
+        report(0.95, "writing to the store")
+        _store_of(engine).write(rows)
+        engine.refresh()
+    report(1.0, "done")
+    logger.info("added %s (%d characters) to %s", name, len(doc.raw), engine.settings.store)
+    return _info(engine, name), "added" if name not in before else "replaced"
+
+
+def _remove_from_store(engine: Engine, doc_id: str, report: Progress) -> None:
+    """Delete an uploaded document's rows from the shared store (any replica may do it)."""
+    with _LOCK:
+        engine.refresh()
+        if doc_id not in {d["doc_id"] for d in engine.index.documents}:
+            raise DocumentNotFound(f"no uploaded document {doc_id!r}")
+        _store_of(engine).remove([doc_id])
+        engine.refresh()
+    report(1.0, "done")
+    logger.info("removed %s from %s", doc_id, engine.settings.store)
+
+
+def _store_of(engine: Engine) -> RowSink:
+    store = getattr(engine.index, "store", None)
+    if store is None:
+        raise LibraryError("the index is not in a shared store")
+    return cast("RowSink", store)
+
+
+def _info(engine: Engine, doc_id: str) -> DocumentInfo:
+    return next(d for d in list_documents(engine.settings, engine.index) if d.doc_id == doc_id)

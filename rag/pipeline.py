@@ -23,11 +23,12 @@ from rag.conversation import Turn, is_followup, resolve
 from rag.embedding import Embedder, make_embedder
 from rag.generation import GeneratorConfig
 from rag.generators import AnswerGenerator, GenerationRequest, make_generator
-from rag.index import CorpusIndex, open_index
+from rag.index import CorpusIndex
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
 from rag.retriever import Retriever, multi_subject
 from rag.schema import MARKER_RE, Answer, Citation, Hit
 from rag.settings import Settings
+from rag.store_index import open_any
 from rag.stores import store_class
 from rag.typing_forms import normalize_query, to_latin_2021, typing_form, vocabulary_for
 
@@ -102,6 +103,15 @@ class Engine:
     def __post_init__(self) -> None:
         self.answerer = make_generator(self.settings, self.embedder, self.generator)
 
+    def refresh(self) -> None:
+        """Swap in the store's current state if another replica changed it (a store-backed
+        index only: ``rag.store_index.StoreIndex.current``; a folder index has no such check)."""
+        current = getattr(self.index, "current", None)
+        if current is not None:
+            fresh = current()
+            if fresh is not self.index:
+                self.reload(fresh)
+
     def reload(self, index: CorpusIndex) -> None:
         """Swap in a rebuilt index (after an upload) without reloading the model."""
         with self.lock:
@@ -120,7 +130,7 @@ def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.
     store_class(settings.store).set_threads(1)
-    index = open_index(settings.index_spec, emb)
+    index = open_any(settings.index_spec, emb)  # a folder, or a shared store (Milvus)
     # The model loads here, once, not on the first question: a server is ready when it starts
     # (the first chat question used to wait for it). Fakes have nothing to load.
     load = getattr(emb, "load", None)
@@ -281,6 +291,7 @@ def stream_answer(
     # Validate before loading anything: a bad question fails fast and clearly.
     text_q = clean_question(question, cfg.max_question_chars)
     eng = engine or get_engine(cfg)
+    eng.refresh()  # a shared store may have changed through another replica
     k = top_k if top_k is not None else cfg.top_k
     if not 1 <= k <= 100:
         raise QuestionError(

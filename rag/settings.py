@@ -20,7 +20,7 @@ from rag.fusion import RRF_K
 from rag.generation import GeneratorConfig
 from rag.index import IndexSpec
 from rag.lexical import LexicalConfig
-from rag.stores import STORES
+from rag.stores import STORES, store_kind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "seeds"
@@ -45,7 +45,8 @@ class Settings:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     # The BM25 analyzer and parameters (recorded in the index manifest).
     lexical: LexicalConfig = field(default_factory=LexicalConfig)
-    # The dense vector backend (rag/stores/; the manifest names it).
+    # Where the index lives: ``faiss`` (the index folder; rag/stores/), a Milvus Lite file
+    # (``*.db``, one process) or a Milvus server/cluster (``http://host:port``) shared by replicas.
     store: str = "faiss"
     top_k: int = 5
     # Candidates each retriever contributes before fusion.
@@ -191,9 +192,10 @@ def validate(settings: Settings) -> None:
         raise ValueError(
             f"unknown encoder backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    if settings.store not in STORES:
+    if store_kind(settings.store) not in STORES:
         raise ValueError(
-            f"unknown vector store {settings.store!r}; choose one of {', '.join(STORES)}"
+            f"unknown vector store {settings.store!r}; choose faiss (the index folder), a "
+            "Milvus Lite file (a path ending in .db) or a Milvus server (http://host:port)"
         )
     if settings.fusion not in ("minmax", "rrf"):
         raise ValueError(f"unknown fusion {settings.fusion!r}; choose minmax or rrf")

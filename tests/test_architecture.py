@@ -5,7 +5,8 @@
 - No circle among ``rag``'s modules, counting every import: at module level, under
   ``TYPE_CHECKING`` and inside functions. One lazy import is allowed to close a loop (see
   ``LAZY_ALLOWED``); a lazy import that makes two modules import each other never is.
-- No generator imports the pipeline; only ``rag/stores/faiss.py`` imports ``faiss``.
+- No generator imports the pipeline; only ``rag/stores/faiss.py`` imports ``faiss`` and only
+  ``rag/stores/milvus.py`` imports ``pymilvus``.
 """
 
 from __future__ import annotations
@@ -149,3 +150,13 @@ def test_only_the_faiss_store_imports_faiss() -> None:
         if "faiss" in _imports(p)
     )
     assert users == ["rag/stores/faiss.py"]
+
+
+def test_only_the_milvus_store_imports_pymilvus() -> None:
+    users = sorted(
+        str(p.relative_to(ROOT))
+        for d in (*PACKAGES, "tests")
+        for p in (ROOT / d).rglob("*.py")
+        if "pymilvus" in _imports(p)
+    )
+    assert users == ["rag/stores/milvus.py"]

@@ -17,7 +17,9 @@ def _top(data: np.ndarray, q: np.ndarray, k: int) -> list[int]:
     return np.argsort(-(data @ q), kind="stable")[:k].tolist()
 
 
-@pytest.fixture(params=sorted(STORES))
+# The folder stores. Milvus's view (MilvusDense) holds no vectors of its own and refuses the
+# build/add/delete/save verbs: its store is tested in test_milvus_store.py.
+@pytest.fixture(params=sorted(set(STORES) - {"milvus"}))
 def store_cls(request) -> type[VectorStore]:
     return store_class(request.param)
 

@@ -19,6 +19,13 @@ from typing import Protocol
 import numpy as np
 
 
+class StoreUnreachable(RuntimeError):
+    """A store behind a network (a Milvus server) cannot be reached now; the API answers 503.
+
+    Retrying later may work: the store's client connects again on the next call.
+    """
+
+
 class VectorStore(Protocol):
     """Dense vectors under row ids, searched by inner product (cosine on unit vectors)."""
 
