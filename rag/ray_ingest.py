@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,10 @@ def _quiet_ray(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        # Ray Data's advice to prefer expressions in filters (a Python predicate is needed
+        # here) and its notice about `ray_remote_args`: developer notes, not the user's.
+        warnings.filterwarnings("ignore", message="Use 'expr' instead of 'fn'")
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
 
 
 class ClusterUnreachable(ConnectionError):

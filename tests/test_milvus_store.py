@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from rag.index import IndexMismatch, IndexUnavailable, load_index
 from rag.lexical import BM25Index
 from rag.pipeline import make_engine, prepare_question, retrieve
 from rag.settings import DEFAULT_INDEX, PROJECT_ROOT, Settings, from_env
-from rag.store_index import document_rows, migrate, open_any
+from rag.store_index import document_rows, index_into_store, migrate, open_any
 from rag.stores import store_kind
 from rag.stores.base import StoreUnreachable
 from rag.stores.milvus import MilvusStore
@@ -83,6 +84,28 @@ def test_writing_the_same_documents_twice_leaves_the_same_rows(tmp_path: Path) -
     assert store.stored({r.doc_id: r.sha256 for r in rows}) == {r.doc_id for r in rows}
     # a changed text is not "stored"; an unknown id neither
     assert store.stored({rows[0].doc_id: "0" * 64, "nope.txt": "1" * 64}) == set()
+
+
+def test_indexing_into_an_existing_store_again_keeps_it_and_embeds_only_what_changed(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, str(tmp_path / "s.db"))
+    emb = HashEmbedder()
+    docs = library.corpus_documents(settings.index_spec)
+    first = index_into_store(settings.index_spec, emb, docs)
+    assert first["written"] == 2
+    store = MilvusStore(settings.store)
+    made = store.metadata()
+    assert made is not None
+    store.close()
+    time.sleep(1.1)  # "created" has whole seconds: the second run is made at another time
+    # A second run (another day, another process) is not "built with other settings".
+    changed = [dataclasses.replace(docs[0], raw=docs[0].raw + "\nЖаңа сөйлем қосылды."), docs[1]]
+    again = index_into_store(settings.index_spec, emb, changed)
+    assert (again["written"], again["unchanged"], again["removed"]) == (1, 1, 0)
+    store = MilvusStore(settings.store)
+    assert store.metadata()["created"] == made["created"]  # type: ignore[index]
+    store.close()
 
 
 def test_a_half_written_document_is_not_stored_and_is_written_again(

@@ -57,6 +57,9 @@ T = TypeVar("T")
 DEFAULT_PREFIX = "kazrag"
 # Bumped when the collections' layout changes; a replica refuses a store of another version.
 STORE_FORMAT = 1
+# Recorded in the store's metadata but not required to match: when it was made, and the
+# encoder backend that wrote it (ONNX and torch vectors agree to float rounding).
+INFORMATIONAL = ("created", "backend")
 # Milvus needs a vector field in every collection; the meta and documents collections hold one
 # of this size that is never searched.
 _STUB_DIM = 2
@@ -257,7 +260,9 @@ class MilvusStore:
         ``meta`` must hold ``dimension``; ``store_format`` is added.
         """
         meta = {**meta, "store_format": STORE_FORMAT}
-        self.check(meta)
+        held = self.check({k: v for k, v in meta.items() if k not in INFORMATIONAL})
+        if held is not None and "created" in held:  # a store keeps the day it was made
+            meta["created"] = held["created"]
         dim = int(meta["dimension"])
 
         def make(c: Any) -> None:
