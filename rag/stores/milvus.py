@@ -126,7 +126,13 @@ class MilvusStore:
         # gRPC's C core prints to stderr when a server closes an idle channel ("too many
         # pings"); the next call reconnects (see _call), so that is noise, not news.
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-        from pymilvus import MilvusClient
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as exc:  # not a connection problem: say what to install
+            raise ValueError(
+                f"the Milvus store needs pymilvus and milvus-lite ({exc}); "
+                "install them with `make setup` or `pip install pymilvus milvus-lite`"
+            ) from exc
 
         # pymilvus logs every failed call at ERROR with a traceback; kazrag raises and logs
         # StoreUnreachable with the reason instead, once.
