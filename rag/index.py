@@ -56,6 +56,11 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TEXTS = "texts"
+# Term statistics for sentence scoring, saved by the build (optional: computed when absent).
+TERM_IDF = "term_idf.json"
+# What the corpus files looked like (names, sizes, times) when the index was last found to
+# hold exactly them: a cold start compares this instead of reading and cleaning every file.
+CORPUS_STAMP = "corpus_stamp.json"
 
 
 class IndexUnavailable(RuntimeError):
@@ -109,6 +114,15 @@ def search_text(chunk: Chunk) -> str:
     return f"{chunk.title}. {chunk.text}"
 
 
+def term_idf(chunks: Sequence[Chunk], config: LexicalConfig) -> dict[str, float]:
+    """Inverse document frequency of each analysed term of the chunks' texts."""
+    df: Counter[str] = Counter()
+    for c in chunks:
+        df.update(set(analyze(c.text, config)))
+    n = len(chunks)
+    return {t: math.log((n + 1) / (f + 0.5)) for t, f in df.items()}
+
+
 def _text_key(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
@@ -132,12 +146,18 @@ class CorpusIndex:
 
     @functools.cached_property
     def term_idf(self) -> dict[str, float]:
-        """Inverse document frequency of each analysed term over the chunks (for sentence scoring)."""
-        df: Counter[str] = Counter()
-        for c in self.chunks:
-            df.update(set(analyze(c.text, self.lexical.config)))
-        n = len(self.chunks)
-        return {t: math.log((n + 1) / (f + 0.5)) for t, f in df.items()}
+        """Inverse document frequency of each analysed term over the chunks (for sentence scoring).
+
+        Read from the index folder when the build saved it (analysing every chunk again took
+        most of a cold ``kazrag ask``'s first answer), else computed from the chunks.
+        """
+        try:
+            saved = json.loads((self.folder / TERM_IDF).read_text(encoding="utf-8"))
+            if saved.get("n_chunks") == len(self.chunks):
+                return {str(t): float(v) for t, v in saved["idf"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return term_idf(self.chunks, self.lexical.config)
 
     @functools.cached_property
     def doc_sentences(self) -> dict[str, list[tuple[Sentence, Chunk]]]:
@@ -470,6 +490,8 @@ def _write_atomically(
             encoding="utf-8",
         )
         np.save(tmp / "sentences.npy", sentence_vectors)
+        idf = {"n_chunks": len(chunks), "idf": term_idf(chunks, bm25.config)}
+        (tmp / TERM_IDF).write_text(json.dumps(idf, ensure_ascii=False), encoding="utf-8")
         if extracted:
             (tmp / TEXTS).mkdir()
             for sha, record in extracted.items():
@@ -692,8 +714,54 @@ def open_index(
     corpus = spec.corpus
     same_corpus = corpus is not None and index.manifest.get("corpus") == str(corpus)
     if rebuild and same_corpus and corpus is not None and corpus.is_dir():
+        # Taken before the files are read: a file changed while (or after) they are read
+        # makes the next start read them again.
+        stamp = corpus_stamp(spec)
+        if _stamp_matches(index, stamp):
+            return index
         current = corpus_documents(spec)
         if corpus_hash(current) != index.manifest.get("corpus_hash"):
             logger.info("corpus %s changed; updating the index", corpus)
-            return build_from(current, corpus)
+            index = build_from(current, corpus)
+        _save_stamp(index, stamp)
     return index
+
+
+def corpus_stamp(spec: IndexSpec) -> list[list[Any]]:
+    """Name, size and modification time of every corpus and upload file (no file is read)."""
+    out: list[list[Any]] = []
+    for where in (spec.corpus, spec.uploads):
+        if where is None or not where.is_dir():
+            continue
+        for path in corpus_files(where):
+            try:
+                st = path.stat()
+            except OSError:  # removed meanwhile: a stamp no index will match
+                out.append([str(path), -1, -1])
+                continue
+            out.append([str(path), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _stamp_matches(index: CorpusIndex, stamp: list[list[Any]]) -> bool:
+    try:
+        saved = json.loads((index.folder / CORPUS_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(saved, dict)
+        and saved.get("corpus_hash") == index.manifest.get("corpus_hash")
+        and saved.get("files") == stamp
+    )
+
+
+def _save_stamp(index: CorpusIndex, stamp: list[list[Any]]) -> None:
+    """Remember that the index holds exactly the files of ``stamp`` (best effort)."""
+    record = {"corpus_hash": index.manifest.get("corpus_hash"), "files": stamp}
+    tmp = index.folder / f".{CORPUS_STAMP}.{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, index.folder / CORPUS_STAMP)
+    except OSError as exc:  # a read-only index folder: the corpus is read at each start
+        logger.debug("could not save the corpus stamp in %s: %s", index.folder, exc)
+        tmp.unlink(missing_ok=True)

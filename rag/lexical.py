@@ -511,7 +511,8 @@ def fold(word: str) -> str:
 
 
 class BM25Index:
-    """BM25 over :func:`analyze` terms, scored by ``bm25s``; rows are the order of ``texts``."""
+    """BM25 over :func:`analyze` terms (the score matrix built by ``bm25s``, summed per query
+    without it); rows are the order of ``texts``."""
 
     def __init__(
         self,
@@ -523,9 +524,10 @@ class BM25Index:
         self.texts: list[str] = list(texts)
         self.config = config
         self.vocab = vocab
-        self._retriever = None
+        self._data: np.ndarray | None = None
         self._indices: np.ndarray | None = None
         self._indptr: np.ndarray | None = None
+        self._nonoccurrence: np.ndarray | None = None
         if arrays is not None:
             self._attach(arrays)
 
@@ -559,21 +561,13 @@ class BM25Index:
         return cls(texts, cfg, vocab, arrays)
 
     def _attach(self, arrays: Mapping[str, np.ndarray]) -> None:
-        bm25s = _bm25s()
-
-        cfg = self.config
-        retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.bm25_method, backend="numpy")
-        retriever.scores = {
-            "data": arrays["data"],
-            "indices": arrays["indices"],
-            "indptr": arrays["indptr"],
-            "num_docs": len(self.texts),
-        }
-        retriever.vocab_dict = None  # we map terms to ids ourselves
-        retriever.nonoccurrence_array = arrays.get("nonoccurrence")
-        self._retriever = retriever
-        self._indices = arrays["indices"]
-        self._indptr = arrays["indptr"]
+        # Query-time scoring needs only the saved score matrix (bm25s's eager CSC: a column
+        # per term), so loading an index imports neither bm25s nor scipy (~1 s of a cold
+        # start). bm25s builds the matrix; :meth:`scores` sums its columns as bm25s does.
+        self._data = np.asarray(arrays["data"])
+        self._indices = np.asarray(arrays["indices"])
+        self._indptr = np.asarray(arrays["indptr"])
+        self._nonoccurrence = arrays.get("nonoccurrence")
 
     def add(self, texts: Sequence[str]) -> BM25Index:
         """A new index over the old texts followed by ``texts`` (rebuilt: the corpus is small)."""
@@ -634,11 +628,23 @@ class BM25Index:
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row (0 for rows sharing no term with the query)."""
         ids = self.query_ids(query)
-        if not ids or self._retriever is None:
+        if not ids or self._data is None:
             return np.zeros(len(self.texts), dtype=np.float32)
-        scores = self._retriever.get_scores_from_ids(ids)
-        if self._retriever.nonoccurrence_array is not None:
+        scores = self._scores_from_ids(ids)
+        if self._nonoccurrence is not None:
             scores = np.where(self._matched(ids), scores, 0.0)
+        return scores
+
+    def _scores_from_ids(self, ids: list[int]) -> np.ndarray:
+        """bm25s's ``get_scores_from_ids`` (numpy backend), term by term in the same order, so
+        the float32 sums are the same to the last bit (a test compares them)."""
+        assert self._data is not None and self._indices is not None and self._indptr is not None
+        scores = np.zeros(len(self.texts), dtype=np.float32)
+        for t in ids:
+            start, end = self._indptr[t], self._indptr[t + 1]
+            np.add.at(scores, self._indices[start:end], self._data[start:end])
+        if self._nonoccurrence is not None:
+            scores += self._nonoccurrence[np.asarray(ids, dtype=np.int32)].sum()
         return scores
 
     def _matched(self, ids: list[int]) -> np.ndarray:
@@ -680,14 +686,10 @@ class BM25Index:
             "texts": self.texts,
         }
         arrays: dict[str, np.ndarray] = {}
-        if self._retriever is not None:
-            arrays = {
-                "data": np.asarray(self._retriever.scores["data"]),
-                "indices": np.asarray(self._retriever.scores["indices"]),
-                "indptr": np.asarray(self._retriever.scores["indptr"]),
-            }
-            if self._retriever.nonoccurrence_array is not None:
-                arrays["nonoccurrence"] = np.asarray(self._retriever.nonoccurrence_array)
+        if self._data is not None and self._indices is not None and self._indptr is not None:
+            arrays = {"data": self._data, "indices": self._indices, "indptr": self._indptr}
+            if self._nonoccurrence is not None:
+                arrays["nonoccurrence"] = self._nonoccurrence
         _atomic_write(folder / self.ARRAYS, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
         _atomic_write(
             folder / self.MANIFEST,

@@ -26,6 +26,7 @@ embedded), :func:`index_into_store` is ``kazrag index --store URI``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -47,6 +48,7 @@ from rag.index import (
     corpus_documents,
     open_index,
     search_text,
+    term_idf,
 )
 from rag.lexical import BM25Index, LexicalConfig
 from rag.rows import DocumentRows
@@ -254,6 +256,11 @@ class StoreIndex(CorpusIndex):
     _doc_vectors: dict[str, dict[tuple[int, int], np.ndarray]] = field(
         default_factory=dict, repr=False
     )
+
+    @functools.cached_property
+    def term_idf(self) -> dict[str, float]:
+        """Computed from the store's chunks (``folder`` may hold an unrelated folder index)."""
+        return term_idf(self.chunks, self.lexical.config)
 
     @classmethod
     def load(cls, store: MilvusStore, spec: IndexSpec) -> StoreIndex:

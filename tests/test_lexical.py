@@ -341,3 +341,41 @@ def test_query_is_fast_on_a_thousand_documents() -> None:
         idx.search(q, 10)
     per_query_ms = (time.perf_counter() - start) * 1000 / len(queries)
     assert per_query_ms < 5.0, per_query_ms
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_scores_are_bm25s_own_to_the_last_bit(method: str, tmp_path: Path) -> None:
+    """Queries are scored from the saved matrix without bm25s: the same float32 sums."""
+    import bm25s
+
+    cfg = LexicalConfig(bm25_method=method)
+    texts = [t for t in CORPUS if t] + [
+        "Ассамблея Ассамблеясы ассамблеяның құрылды құрылған жылы 1995 наурыз",
+        "Қордай ауданында 2020 жылы ақпанда қақтығыс болды; Қордай оқиғасы.",
+    ]
+    built = BM25Index.build(texts, cfg)
+    built.save(tmp_path / "lexical")
+    loaded = BM25Index.load(tmp_path / "lexical")
+    reference = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=method, backend="numpy")
+    reference.scores = {
+        "data": loaded._data,
+        "indices": loaded._indices,
+        "indptr": loaded._indptr,
+        "num_docs": len(texts),
+    }
+    reference.nonoccurrence_array = loaded._nonoccurrence
+    assert (loaded._nonoccurrence is not None) == (method in ("bm25l", "bm25+"))
+    queries = [
+        "Қазақстан Халқы Ассамблеясы қай жылы құрылды?",
+        "Ассамблея Ассамблея құрылды",  # a repeated term counts twice
+        "Қордай оқиғасы қашан болды?",
+        "How do plants convert light energy?",
+    ]
+    for query in queries:
+        ids = loaded.query_ids(query)
+        assert ids, query
+        ours = loaded._scores_from_ids(ids)
+        theirs = reference.get_scores_from_ids(ids)
+        assert ours.dtype == theirs.dtype == np.float32
+        assert np.array_equal(ours, theirs), query
+        assert np.array_equal(built.scores(query), loaded.scores(query))
