@@ -24,6 +24,8 @@ from rag.schema import Chunk, Hit, Sentence
 from tests.conftest import SEEDS
 
 VEC = np.ones(4, dtype=np.float32) / 2.0
+# The rules that add sentences, seen with the announcement kept in the answer.
+KEEP = GeneratorConfig(drop_announcement=False)
 
 
 def make_doc(doc_id: str, texts: list[str], per_chunk: int = 100) -> tuple[str, list[Chunk]]:
@@ -89,6 +91,12 @@ def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
     out = follow(
         [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
     )
+    # The announcement holds none of the answer: its items are quoted, it is left out.
+    assert texts_of(out) == LIST_BY_COLON[2:5]
+    assert [c.follows for c in out] == [0, 0, 0]
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP
+    )
     assert texts_of(out) == LIST_BY_COLON[1:5]
     assert [c.follows for c in out] == [None, 0, 0, 0]
 
@@ -99,7 +107,7 @@ def test_a_colon_brings_bulleted_items_but_a_dash_elsewhere_is_an_interview_turn
     out = follow(
         [scored(chunks[0], 0)], "Қандай шаралар ұсынады?", FakeIndex(chunks), GeneratorConfig()
     )
-    assert texts_of(out) == bullets[:3]
+    assert texts_of(out) == bullets[1:3]
     turns = ["Жағдай мынадай болды.", "– Сіз не дейсіз?", "– Мен келісемін."]
     _raw, chunks = make_doc("e", turns)
     out = follow(
@@ -150,7 +158,7 @@ def test_an_announcement_in_words_brings_the_ordinal_items(word):
     sents = [ORDINALS[0].replace("бірнеше себебі", word), *ORDINALS[1:]]
     _raw, chunks = make_doc("d", sents)
     out = follow(
-        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), GeneratorConfig()
+        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), KEEP
     )
     assert texts_of(out) == sents[:4]
 
@@ -189,7 +197,7 @@ def test_numbered_items_may_run_over_several_sentences():
         [scored(chunks[0], 0)],
         "HAQ қандай талаптар жариялайды?",
         FakeIndex(chunks),
-        GeneratorConfig(),
+        KEEP,
     )
     assert texts_of(out) == sents[:4]  # stops at the next announcement
 
@@ -225,10 +233,10 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
     sents = ["Талаптар:", *[f"{n}. Талап нөмірі {n} орындалсын." for n in range(1, 9)], "Соңы."]
     _raw, chunks = make_doc("d", sents)
     index = FakeIndex(chunks)
-    cfg = dataclasses.replace(GeneratorConfig(), max_follow=3)
+    cfg = dataclasses.replace(KEEP, max_follow=3)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:4]
     # The length bound: no item is added once the answer would pass max_follow_chars.
-    cfg = dataclasses.replace(GeneratorConfig(), max_follow_chars=len(sents[0]) + 60)
+    cfg = dataclasses.replace(KEEP, max_follow_chars=len(sents[0]) + 60)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:3]
     off = dataclasses.replace(GeneratorConfig(), max_follow=0)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, off)) == sents[:1]
@@ -236,9 +244,7 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
 
 def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks():
     raw, chunks = make_doc("d", LIST_BY_COLON, per_chunk=3)  # the list crosses a chunk edge
-    out = follow(
-        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
-    )
+    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     text, cites = compose(out, "kk")
     assert [c.marker for c in cites] == [1, 2, 3, 4]
     for c in cites:
@@ -255,7 +261,7 @@ def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks
 def test_a_list_already_chosen_is_not_quoted_twice():
     _raw, chunks = make_doc("d", LIST_BY_COLON)
     chosen = [scored(chunks[0], 1), scored(chunks[0], 3, score=0.99)]
-    out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == LIST_BY_COLON[1:5]
 
 
