@@ -504,8 +504,10 @@ def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
     run = _item_run(sents, i, after_colon=False)
     if run and _ANNOUNCE.search(text):
         return run
-    if many:
+    if many and text.count(",") < 2:
         # An item of a list brings its siblings: the run of the colon or announcement above it.
+        # An item that enumerates itself («… төрағасы, ІІМ, Жамбыл облысының әкімі, …») is the
+        # list asked for; its siblings are the document's other points.
         head = _list_head(sents, i)
         if head is not None:
             return [j for j in _announced(sents, head) if j != i]
@@ -659,8 +661,7 @@ def follow(
         extra = sorted(carried(sents, pos, question), key=lambda j: abs(j - pos))
         doc = c.hit.chunk.doc_id
         if not asks_list(question) and any(
-            (doc, sents[j].start, sents[j].end) in keys and list_item(sents[j].text, True)
-            for j in extra
+            o.hit.chunk.doc_id == doc and list_item(o.sentence.text, True) for o in chosen
         ):
             # A why question whose answer is one item already chosen («6. … енгізу қажет»):
             # the other items are other points of the list, not its reason.
