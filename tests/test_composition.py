@@ -15,11 +15,12 @@ from rag.generation import (
     carried,
     compose,
     follow,
+    is_question,
     list_item,
     spread,
 )
 from rag.index import CorpusIndex
-from rag.retriever import multi_subject, spread_documents
+from rag.retriever import interleave, multi_subject, spread_documents, subject_queries
 from rag.schema import Chunk, Hit, Sentence
 from tests.conftest import SEEDS
 
@@ -356,3 +357,107 @@ def test_the_three_reasons_of_a_list_question_are_all_cited(real_engine):
         if c.doc_id == "002_6d4c584d9e8951c7.txt":
             assert skeleton(raw[c.start : c.end]) == skeleton(c.quote)
         assert f"[{c.marker}]" in ans.answer
+
+
+# ----------------------------------------------------------------- rules added for issue 14 part 2
+
+BULLETS = [
+    "Ассамблеяның құқықтық негіздеріне тоқталсақ:",
+    "– Қазақстан Республикасының Конституциясы – негізгі құжат.",
+    "– Ассамблея туралы заңы – негізгі нормативтік акт.",
+    "– Ассамблея туралы Ереже – нормативтік акт.",
+    "Сондай-ақ, Қазақстан көптеген халықаралық шарттарға қосылған.",
+]
+
+
+def test_a_bulleted_item_brings_its_siblings_for_a_list_question_only():
+    _raw, chunks = make_doc("d", BULLETS)
+    index = FakeIndex(chunks)
+    out = follow([scored(chunks[0], 3)], "Қандай құқықтық актілер бар?", index, GeneratorConfig())
+    assert texts_of(out) == BULLETS[1:4]  # the siblings, in document order, not the colon
+    out = follow([scored(chunks[0], 3)], "Ереже нені белгілейді?", index, GeneratorConfig())
+    assert texts_of(out) == BULLETS[3:4]
+
+
+def test_an_item_that_enumerates_itself_is_the_list_asked_for():
+    sents = [
+        "СОНДЫҚТАН:",
+        "– Ассамблея төрағасы, ІІМ, облыс әкімі кешірім сұрап, қызметінен кетуі тиіс.",
+        "– Ассамблеяны реформалау қажет.",
+        "– Ұлттық бірегейлік ұғымын енгізу керек.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ кімдердің кетуін талап етті?", FakeIndex(chunks), KEEP
+    )
+    assert texts_of(out) == sents[1:2]
+
+
+def test_a_why_question_with_one_item_chosen_gets_no_other_items():
+    sents = [
+        "Осыған байланысты HAQ жариялайды:",
+        "1. Сайлау оффлайн өтуі керек.",
+        "2. Қызметкерлерге қысым жасалмауы керек.",
+        "3. Бюллетеньге «Барлығына қарсы» позициясын енгізу қажет, сенім деңгейін білу үшін.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    chosen = [scored(chunks[0], 0), scored(chunks[0], 3, score=0.99)]
+    why = "HAQ бюллетеньге не қосуды ұсынды және неге?"
+    out = follow(chosen, why, FakeIndex(chunks), KEEP)
+    assert texts_of(out) == [sents[0], sents[3]]
+    # Nothing chosen from the list yet: the announcement still brings its items.
+    out = follow([scored(chunks[0], 0)], why, FakeIndex(chunks), KEEP)
+    assert texts_of(out) == sents
+
+
+def test_the_announcement_is_left_out_once_two_of_its_items_are_quoted():
+    _raw, chunks = make_doc("d", BULLETS)
+    index = FakeIndex(chunks)
+    q = "Қандай құқықтық актілер бар?"
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, GeneratorConfig())) == BULLETS[1:4]
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, KEEP)) == BULLETS[:4]
+    # One item only (the bound): the announcement stays, it is the context of that item.
+    one = dataclasses.replace(GeneratorConfig(), max_follow=1)
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, one)) == BULLETS[:2]
+
+
+def test_questions_in_the_sources_are_not_evidence():
+    assert is_question("– Ассамблея тарапынан қандай қадамдар жасалды?")
+    assert is_question("Сіз қалай ойлайсыз?»")
+    assert not is_question("Ассамблея 1995 жылы құрылды.")
+    assert not is_question("HAQ жариялайды:")
+
+
+def test_a_genitive_plural_does_not_make_a_list_question():
+    assert not asks_list("HAQ органдардың есебін қандай форматта тыңдауды ұсынды?")
+    assert not asks_list("Құқық қорғау органдарының қандай кінәсі айтылады?")
+    assert asks_list("Институттың негізгі жұмыс бағыттары қандай?")
+    assert asks_list("Қай мемлекеттік органдарға тапсыруды ұсынды?")
+
+
+def test_each_subject_of_a_joined_question_gets_its_own_query():
+    assert subject_queries(
+        "HAQ мәлімдемесі мен Түймебаев сұхбатында Қордай оқиғасына не айтылады?"
+    ) == [
+        "HAQ мәлімдемесі Қордай оқиғасына не айтылады?",
+        "Түймебаев сұхбатында Қордай оқиғасына не айтылады?",
+    ]
+    assert subject_queries("How do Tuimebayev's interview and the student paper describe it?") == [
+        "How do Tuimebayev's interview describe it?",
+        "How do the student paper describe it?",
+    ]
+    # «Когда и по чьей» joins no subjects; the second «и» does.
+    subs = subject_queries("Когда и кем создана Ассамблея — что говорят интервью Туймебаева и статья?")
+    assert subs and all(s.startswith("Когда и кем") for s in subs)
+    assert subs[1].endswith("что говорят статья?")
+    # Not a question about several subjects: nothing to split.
+    assert subject_queries("Өзге ұлт өкілдеріне қазақ тілі мен мәдениетін кім үйретеді?") == []
+    assert subject_queries("В каких документах упоминается «Мың бала»?") == []
+
+
+def test_rankings_are_merged_rank_by_rank_once_each():
+    a = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    b = [(4, 0.95), (1, 0.6)]
+    whole = [(2, 0.99), (5, 0.5)]
+    assert [r for r, _ in interleave([a, b, whole])] == [1, 4, 2, 5, 3]
+    assert interleave([]) == []
