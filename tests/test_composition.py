@@ -461,3 +461,34 @@ def test_rankings_are_merged_rank_by_rank_once_each():
     whole = [(2, 0.99), (5, 0.5)]
     assert [r for r, _ in interleave([a, b, whole])] == [1, 4, 2, 5, 3]
     assert interleave([]) == []
+
+
+@pytest.mark.model
+def test_a_reason_over_two_sentences_is_cited_whole(real_engine):
+    """q085 of the question set: «Өйткені …» and the sentence that carries on its reason."""
+    from rag.pipeline import answer
+
+    ans = answer(
+        "Ақылбекова неге Брюссельде құқық қорғаушылардың жұмысын шектеу мүмкін емес деп санайды?",
+        engine=real_engine,
+    )
+    assert not ans.abstained
+    quotes = [c.quote for c in ans.citations]
+    assert any(q.startswith("Өйткені") and "Брюссельде" in q for q in quotes), ans.answer
+    assert any(q.startswith("Онда заңдар жұмыс істейді") for q in quotes), ans.answer
+
+
+@pytest.mark.model
+def test_both_subjects_of_a_two_document_question_are_retrieved_and_quoted(real_engine):
+    """q119 of the question set: the interview and the student paper each give the year."""
+    from rag.pipeline import answer, retrieve
+
+    q = (
+        "Когда и по чьей инициативе была создана Ассамблея народа Казахстана — что говорят "
+        "об этом интервью Туймебаева и студенческая статья?"
+    )
+    docs = {h.chunk.doc_id for h in retrieve(real_engine, q, 5)}
+    assert {"002_6d4c584d9e8951c7.txt", "004_b55da46bdd52c0c6.txt"} <= docs
+    ans = answer(q, engine=real_engine)
+    cited = {c.doc_id for c in ans.citations if "1995" in c.quote}
+    assert cited == {"002_6d4c584d9e8951c7.txt", "004_b55da46bdd52c0c6.txt"}, ans.answer
