@@ -75,7 +75,11 @@ def subject_queries(question: str) -> list[str]:
         if len(after) == 3 and not _SOURCE_WORD.fullmatch(after[2].group()):
             after = after[:2]
         # A side stops at punctuation: «Когда и по чьей» is not two subjects.
-        if not before or not after or re.search(r"[,.;:?!—–]", question[before[0].start() : after[-1].end()]):
+        if (
+            not before
+            or not after
+            or re.search(r"[,.;:?!—–]", question[before[0].start() : after[-1].end()])
+        ):
             continue
         left = [w.group() for w in before]
         right = [w.group() for w in after]

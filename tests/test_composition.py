@@ -95,9 +95,7 @@ def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
     # The announcement holds none of the answer: its items are quoted, it is left out.
     assert texts_of(out) == LIST_BY_COLON[2:5]
     assert [c.follows for c in out] == [0, 0, 0]
-    out = follow(
-        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP
-    )
+    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == LIST_BY_COLON[1:5]
     assert [c.follows for c in out] == [None, 0, 0, 0]
 
@@ -158,9 +156,7 @@ ORDINALS = [
 def test_an_announcement_in_words_brings_the_ordinal_items(word):
     sents = [ORDINALS[0].replace("бірнеше себебі", word), *ORDINALS[1:]]
     _raw, chunks = make_doc("d", sents)
-    out = follow(
-        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), KEEP
-    )
+    out = follow([scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == sents[:4]
 
 
@@ -447,7 +443,9 @@ def test_each_subject_of_a_joined_question_gets_its_own_query():
         "How do the student paper describe it?",
     ]
     # «Когда и по чьей» joins no subjects; the second «и» does.
-    subs = subject_queries("Когда и кем создана Ассамблея — что говорят интервью Туймебаева и статья?")
+    subs = subject_queries(
+        "Когда и кем создана Ассамблея — что говорят интервью Туймебаева и статья?"
+    )
     assert subs and all(s.startswith("Когда и кем") for s in subs)
     assert subs[1].endswith("что говорят статья?")
     # Not a question about several subjects: nothing to split.
