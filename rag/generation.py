@@ -607,13 +607,31 @@ def _promote(
         return list(chosen)
     best = scored[0].score
     taken = {(c.hit.chunk.doc_id, c.sentence.start) for c in chosen}
+    docs = {c.hit.chunk.doc_id for c in chosen}
     for cand in scored:
         if cand.score < best - config.promote_margin:
             break
         key = (cand.hit.chunk.doc_id, cand.sentence.start)
-        if key not in taken and _carried_by(cand, question, index):
+        if key in taken:
+            continue
+        carried_by = _carried_by(cand, question, index)
+        if carried_by and (key[0] in docs or _shares_terms(carried_by, cand, question, index)):
             return [*chosen, cand]
     return list(chosen)
+
+
+def _shares_terms(
+    carried_by: Sequence[int], cand: ScoredSentence, question: str, index: CorpusIndex
+) -> bool:
+    """Whether a sentence that ``cand`` carries shares a term with the question.
+
+    A list in a document none of the chosen sentences come from needs this lexical support:
+    «Оның … рөлі келесі аспектілерден тұрады:» scores close to a question on where ethnic
+    groups live, but none of its items names a thing the question asks about.
+    """
+    q_terms = set(index.lexical.query_terms(question))
+    sents = index.doc_sentences.get(cand.hit.chunk.doc_id, [])
+    return any(q_terms & set(analyze(sents[j][0].text)) for j in carried_by)
 
 
 def follow(
