@@ -678,11 +678,14 @@ def follow(
         # Nearest first, so the bound keeps the items closest to the announcement.
         extra = sorted(carried(sents, pos, question), key=lambda j: abs(j - pos))
         doc = c.hit.chunk.doc_id
-        if not asks_list(question) and any(
-            o.hit.chunk.doc_id == doc and list_item(o.sentence.text, True) for o in chosen
+        in_list = _is_head(sents, pos) or list_item(c.sentence.text, True) is not None
+        if (
+            in_list
+            and not asks_list(question)
+            and any(o.hit.chunk.doc_id == doc and list_item(o.sentence.text, True) for o in chosen)
         ):
             # A why question whose answer is one item already chosen («6. … енгізу қажет»):
-            # the other items are other points of the list, not its reason.
+            # the list's other items are other points, not its reason.
             extra = []
         for j in extra[: config.max_follow]:
             s, chunk = pairs[j]
