@@ -85,6 +85,15 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 _WORDS = re.compile(r"[^\W_]+")
 
 
+def is_question(text: str) -> bool:
+    """Whether a source sentence asks rather than states (it ends in a question mark).
+
+    Interviews make up much of the corpus: their questions embed close to the asker's question
+    (they share its topic and its question word) but hold no answer.
+    """
+    return text.rstrip(' "»)').endswith("?")
+
+
 def answer_type(question: str) -> str | None:
     """The expected answer type (``date``, ``number``, ``person``, ``reason``) or ``None``."""
     for name, (q_pat, _) in _CUES.items():
@@ -146,6 +155,12 @@ class GeneratorConfig:
     # A list or why question also quotes the best sentence that announces a list or a reason
     # when it scores within this of the best (:func:`follow`; 0 turns it off; dev split).
     promote_margin: float = 0.1
+    # An announcement («… келесі аспектілерден тұрады:») whose items are quoted is left out:
+    # the items carry the answer and it holds none (chosen on the dev split).
+    drop_announcement: bool = True
+    # A sentence that asks a question (an interviewer's turn: «… қандай қадамдар жасалды?»)
+    # restates the asker's topic but answers nothing; it is not quoted (chosen on the dev split).
+    skip_questions: bool = True
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -206,6 +221,8 @@ def score_sentences(
             continue
         # The document's title repeats the question's topic words but states no answer.
         if s.text.strip(" .") == hit.chunk.title.strip(" .…"):
+            continue
+        if config.skip_questions and is_question(s.text):
             continue
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(q_terms, set(analyze(s.text)), index.term_idf)
@@ -400,7 +417,8 @@ _BACK = re.compile(r"^(осы|бұл|сол|мұндай|сондай|это|э�
 _COUNT_Q = re.compile(
     r"\b(екі|үш|төрт|бес|алты|два|две|три|четыре|пять|two|three|four|five)\b", re.I
 )
-_PLURAL = r"[^\W\d_]+(?:лар|лер|дар|дер|тар|тер)[^\W\d_]{0,5}"
+# A genitive plural («органдардың есебін қандай») names whose thing is asked about, not a list.
+_PLURAL = r"[^\W\d_]+(?:лар|лер|дар|дер|тар|тер)(?![ыі]?ның|[ыі]?нің|дың|дің|тың|тің)[^\W\d_]{0,5}"
 _LIST_Q = re.compile(
     rf"\b(?:қандай|қай|қайсы)(?:\s+[^\W\d_]+){{0,3}}?\s+{_PLURAL}\b"
     rf"|\b{_PLURAL}(?:\s+[^\W\d_]+)?\s+(?:қандай|қайсы)\b"
@@ -479,12 +497,20 @@ def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
       the sentence before when this one points back to it («Осы шешілмеген мәселе …»).
     """
     text = sents[i].text
+    many = asks_list(question)
     if _ends_colon(text):
         run = _item_run(sents, i, after_colon=True)
         return run or ([i + 1] if i + 1 < len(sents) else [])
     run = _item_run(sents, i, after_colon=False)
     if run and _ANNOUNCE.search(text):
         return run
+    if many and text.count(",") < 2:
+        # An item of a list brings its siblings: the run of the colon or announcement above it.
+        # An item that enumerates itself («… төрағасы, ІІМ, Жамбыл облысының әкімі, …») is the
+        # list asked for; its siblings are the document's other points.
+        head = _list_head(sents, i)
+        if head is not None:
+            return [j for j in _announced(sents, head) if j != i]
     kind = answer_type(question)
     if list_item(text) == "ordinal" and (kind == "reason" or asks_list(question)):
         lo = i
@@ -507,6 +533,44 @@ def carried(sents: Sequence[Sentence], i: int, question: str) -> list[int]:
             out.append(i + 1)
         return out
     return []
+
+
+def _announced(sents: Sequence[Sentence], head: int) -> list[int]:
+    """The items that the announcing sentence ``sents[head]`` introduces (maybe none)."""
+    if _ends_colon(sents[head].text):
+        return _item_run(sents, head, after_colon=True)
+    run = _item_run(sents, head, after_colon=False)
+    return run if _ANNOUNCE.search(sents[head].text) else []
+
+
+def _list_head(sents: Sequence[Sentence], i: int) -> int | None:
+    """The sentence announcing the list whose item ``sents[i]`` is (``None``: not an item).
+
+    Walks back over the items before it (a numbered item may span a few sentences) to a
+    sentence ending in a colon or announcing in words, and checks that its run holds ``i``.
+    """
+    if list_item(sents[i].text, after_colon=True) is None:
+        return None
+    j = i - 1
+    while j >= 0 and i - j <= 12:
+        if _ends_colon(sents[j].text) or _ANNOUNCE.search(sents[j].text):
+            return j if i in _announced(sents, j) else None
+        j -= 1
+    return None
+
+
+def _is_head(sents: Sequence[Sentence], i: int) -> bool:
+    """Whether ``sents[i]`` announces list items that follow it."""
+    return bool(_announced(sents, i)) and list_item(sents[i].text, after_colon=True) is None
+
+
+def _quoted_items(
+    sents: Sequence[Sentence], head: int, keys: set[tuple[str, int, int]], c: ScoredSentence
+) -> bool:
+    """Whether at least two items announced by ``sents[head]`` are in the answer."""
+    doc = c.hit.chunk.doc_id
+    items = [sents[j] for j in _announced(sents, head)]
+    return sum((doc, s.start, s.end) in keys for s in items) >= 2
 
 
 def _wants_more(question: str) -> bool:
@@ -543,13 +607,31 @@ def _promote(
         return list(chosen)
     best = scored[0].score
     taken = {(c.hit.chunk.doc_id, c.sentence.start) for c in chosen}
+    docs = {c.hit.chunk.doc_id for c in chosen}
     for cand in scored:
         if cand.score < best - config.promote_margin:
             break
         key = (cand.hit.chunk.doc_id, cand.sentence.start)
-        if key not in taken and _carried_by(cand, question, index):
+        if key in taken:
+            continue
+        carried_by = _carried_by(cand, question, index)
+        if carried_by and (key[0] in docs or _shares_terms(carried_by, cand, question, index)):
             return [*chosen, cand]
     return list(chosen)
+
+
+def _shares_terms(
+    carried_by: Sequence[int], cand: ScoredSentence, question: str, index: CorpusIndex
+) -> bool:
+    """Whether a sentence that ``cand`` carries shares a term with the question.
+
+    A list in a document none of the chosen sentences come from needs this lexical support:
+    «Оның … рөлі келесі аспектілерден тұрады:» scores close to a question on where ethnic
+    groups live, but none of its items names a thing the question asks about.
+    """
+    q_terms = set(index.lexical.query_terms(question))
+    sents = index.doc_sentences.get(cand.hit.chunk.doc_id, [])
+    return any(q_terms & set(analyze(sents[j][0].text)) for j in carried_by)
 
 
 def follow(
@@ -579,6 +661,7 @@ def follow(
     out = list(chosen)
     keys = {(c.hit.chunk.doc_id, c.sentence.start, c.sentence.end) for c in chosen}
     length = sum(len(c.sentence.text) for c in chosen)
+    announcements: list[ScoredSentence] = []
     for n, c in enumerate(chosen):
         pairs = index.doc_sentences.get(c.hit.chunk.doc_id, [])
         sents = [p[0] for p in pairs]
@@ -594,6 +677,16 @@ def follow(
             continue
         # Nearest first, so the bound keeps the items closest to the announcement.
         extra = sorted(carried(sents, pos, question), key=lambda j: abs(j - pos))
+        doc = c.hit.chunk.doc_id
+        in_list = _is_head(sents, pos) or list_item(c.sentence.text, True) is not None
+        if (
+            in_list
+            and not asks_list(question)
+            and any(o.hit.chunk.doc_id == doc and list_item(o.sentence.text, True) for o in chosen)
+        ):
+            # A why question whose answer is one item already chosen («6. … енгізу қажет»):
+            # the list's other items are other points, not its reason.
+            extra = []
         for j in extra[: config.max_follow]:
             s, chunk = pairs[j]
             key = (chunk.doc_id, s.start, s.end)
@@ -616,6 +709,10 @@ def follow(
             )
             keys.add(key)
             length += len(s.text)
+        if config.drop_announcement and _is_head(sents, pos) and _quoted_items(sents, pos, keys, c):
+            announcements.append(c)
+    if announcements:
+        out = [o for o in out if all(o is not a for a in announcements)]
     first_pos: dict[str, int] = {}
     for i, c in enumerate(out):
         first_pos.setdefault(c.hit.chunk.doc_id, i)

@@ -25,7 +25,7 @@ from rag.generation import GeneratorConfig
 from rag.generators import AnswerGenerator, GenerationRequest, make_generator
 from rag.index import CorpusIndex
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
-from rag.retriever import Retriever, multi_subject
+from rag.retriever import Retriever, multi_subject, subject_queries
 from rag.schema import MARKER_RE, Answer, Citation, Hit
 from rag.settings import Settings
 from rag.store_index import open_any
@@ -180,13 +180,20 @@ def retrieve(
     """Hybrid retrieval through the engine's current index (BM25 reads ``lexical_query``).
 
     A question about several subjects («HAQ мәлімдемесі мен Түймебаев сұхбатында …») gets
-    passages of at least two documents in its top 5 (:func:`rag.retriever.multi_subject`).
+    passages of at least two documents in its top 5 (:func:`rag.retriever.multi_subject`),
+    and each subject it joins with «мен/және/and» is searched on its own too
+    (:func:`rag.retriever.subject_queries`).
     """
     with engine.lock:
         retriever = engine.retriever
     n_docs = 2 if multi_subject(query) else 1
     return retriever.search(
-        query, k, query_vector=query_vector, lexical_query=lexical_query, spread=n_docs
+        query,
+        k,
+        query_vector=query_vector,
+        lexical_query=lexical_query,
+        spread=n_docs,
+        subqueries=subject_queries(query),
     )
 
 

@@ -44,6 +44,67 @@ _JOINED_SOURCES = re.compile(
 # The ranks a multi-subject question's documents must share: the answer reads the top 5.
 SPREAD_WINDOW = 5
 
+# «A мен B», «A және B», "A and B", «A и B»: the words either side name the two subjects.
+_JOIN = re.compile(r"\s+(мен|пен|бен|және|и|and)\s+", re.I)
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+_SOURCE_WORD = re.compile(_SOURCE_NOUN, re.I)
+
+
+def _is_subject(words: Sequence[str], at_start: bool) -> bool:
+    """Whether a side of «A мен B» names a subject: a source noun or a name (capitalised)."""
+    return any(
+        _SOURCE_WORD.fullmatch(w) or (w[:1].isupper() and not (at_start and k == 0))
+        for k, w in enumerate(words)
+    )
+
+
+def subject_queries(question: str) -> list[str]:
+    """One query per subject of «A мен B» in a multi-subject question, the other one left out.
+
+    «… HAQ мәлімдемесі мен Түймебаев сұхбатында … айтылады?» gives «… HAQ мәлімдемесі …
+    айтылады?» and «… Түймебаев сұхбатында … айтылады?»: each finds its own document, where
+    the whole question lets the better-matched one fill the top passages. A side is the two
+    words next to the conjunction (three when the third is a source noun: "the student
+    paper"), and must name a source or a name; otherwise there is nothing to split (``[]``).
+    """
+    if not multi_subject(question):
+        return []
+    for m in _JOIN.finditer(question):
+        before = list(_WORD.finditer(question[: m.start()]))[-2:]
+        after = list(_WORD.finditer(question, m.end()))[:3]
+        if len(after) == 3 and not _SOURCE_WORD.fullmatch(after[2].group()):
+            after = after[:2]
+        # A side stops at punctuation: «Когда и по чьей» is not two subjects.
+        if (
+            not before
+            or not after
+            or re.search(r"[,.;:?!—–]", question[before[0].start() : after[-1].end()])
+        ):
+            continue
+        left = [w.group() for w in before]
+        right = [w.group() for w in after]
+        if not (_is_subject(left, before[0].start() == 0) and _is_subject(right, False)):
+            continue
+        a, b = before[0].start(), after[-1].end()
+        head, tail = question[:a], question[b:]
+        return [
+            f"{head}{question[a : before[-1].end()]}{tail}",
+            f"{head}{question[after[0].start() : b]}{tail}",
+        ]
+    return []
+
+
+def interleave(lists: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Ranked lists merged rank by rank (first of each, then second of each, …), once each."""
+    out: list[tuple[int, float]] = []
+    seen: set[int] = set()
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for ranked in lists:
+            if rank < len(ranked) and ranked[rank][0] not in seen:
+                seen.add(ranked[rank][0])
+                out.append(ranked[rank])
+    return out
+
 
 def multi_subject(question: str) -> bool:
     """Whether the question asks about several sources or subjects at once (compare, both)."""
@@ -113,6 +174,7 @@ class Retriever:
         query_vector: np.ndarray | None = None,
         lexical_query: str | None = None,
         spread: int = 1,
+        subqueries: Sequence[str] = (),
     ) -> list[Hit]:
         """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``.
 
@@ -120,7 +182,9 @@ class Retriever:
         ``lexical_query`` (default ``query``) is what BM25 reads, e.g. with the respellings
         of a Latin-typed question that the corpus could not rule out.
         ``spread`` > 1 makes the top ``k`` hold that many documents when the candidates do
-        (:func:`spread_documents`, for questions about several subjects).
+        (:func:`spread_documents`, for questions about several subjects). ``subqueries`` (one
+        per subject, :func:`subject_queries`) are searched too, and their rankings and the whole
+        question's are merged rank by rank (:func:`interleave`).
         """
         lex_q = lexical_query or query
         if mode not in ("hybrid", "dense", "lexical"):
@@ -128,6 +192,22 @@ class Retriever:
         if not query.strip() or k <= 0:
             return []
         n = max(k, self.candidates)
+        fused, dense, lexical = self._rank(query, n, mode, query_vector, lex_q)
+        if subqueries and mode == "hybrid":
+            # Each subject's own ranking first, rank by rank, then the whole question's.
+            subs = [self._rank(q, n, mode, None, q)[0] for q in subqueries]
+            fused = interleave([*subs, fused])
+        return self._hits(fused, k, spread, dict(dense), dict(lexical))
+
+    def _rank(
+        self,
+        query: str,
+        n: int,
+        mode: str,
+        query_vector: np.ndarray | None,
+        lex_q: str,
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]], list[tuple[int, float]]]:
+        """``(fused, dense, lexical)`` rankings of ``n`` chunk rows for one query."""
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
@@ -140,20 +220,29 @@ class Retriever:
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical.search(lex_q, n)
         if mode == "dense":
-            fused = dense
-        elif mode == "lexical":
-            fused = lexical
-        else:
-            fused = fuse(
-                [dense, lexical],
-                [1.0, self.lexical_weight_for(lex_q)],
-                method=self.method,
-                k=self.rrf_k,
-            )
+            return dense, dense, lexical
+        if mode == "lexical":
+            return lexical, dense, lexical
+        fused = fuse(
+            [dense, lexical],
+            [1.0, self.lexical_weight_for(lex_q)],
+            method=self.method,
+            k=self.rrf_k,
+        )
+        return fused, dense, lexical
+
+    def _hits(
+        self,
+        fused: list[tuple[int, float]],
+        k: int,
+        spread: int,
+        dense_s: dict[int, float],
+        lex_s: dict[int, float],
+    ) -> list[Hit]:
+        """The top ``k`` of a fused ranking as hits, spread over ``spread`` documents."""
         if spread > 1:
             window = min(k, SPREAD_WINDOW)
             fused = spread_documents(fused, window, spread, lambda r: self.index.chunks[r].doc_id)
-        dense_s, lex_s = dict(dense), dict(lexical)
         return [
             Hit(
                 chunk=self.index.chunks[row],

@@ -15,15 +15,18 @@ from rag.generation import (
     carried,
     compose,
     follow,
+    is_question,
     list_item,
     spread,
 )
 from rag.index import CorpusIndex
-from rag.retriever import multi_subject, spread_documents
+from rag.retriever import interleave, multi_subject, spread_documents, subject_queries
 from rag.schema import Chunk, Hit, Sentence
 from tests.conftest import SEEDS
 
 VEC = np.ones(4, dtype=np.float32) / 2.0
+# The rules that add sentences, seen with the announcement kept in the answer.
+KEEP = GeneratorConfig(drop_announcement=False)
 
 
 def make_doc(doc_id: str, texts: list[str], per_chunk: int = 100) -> tuple[str, list[Chunk]]:
@@ -89,6 +92,10 @@ def test_a_colon_brings_the_numbered_items_after_it_in_document_order():
     out = follow(
         [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
     )
+    # The announcement holds none of the answer: its items are quoted, it is left out.
+    assert texts_of(out) == LIST_BY_COLON[2:5]
+    assert [c.follows for c in out] == [0, 0, 0]
+    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == LIST_BY_COLON[1:5]
     assert [c.follows for c in out] == [None, 0, 0, 0]
 
@@ -99,7 +106,7 @@ def test_a_colon_brings_bulleted_items_but_a_dash_elsewhere_is_an_interview_turn
     out = follow(
         [scored(chunks[0], 0)], "Қандай шаралар ұсынады?", FakeIndex(chunks), GeneratorConfig()
     )
-    assert texts_of(out) == bullets[:3]
+    assert texts_of(out) == bullets[1:3]
     turns = ["Жағдай мынадай болды.", "– Сіз не дейсіз?", "– Мен келісемін."]
     _raw, chunks = make_doc("e", turns)
     out = follow(
@@ -149,9 +156,7 @@ ORDINALS = [
 def test_an_announcement_in_words_brings_the_ordinal_items(word):
     sents = [ORDINALS[0].replace("бірнеше себебі", word), *ORDINALS[1:]]
     _raw, chunks = make_doc("d", sents)
-    out = follow(
-        [scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), GeneratorConfig()
-    )
+    out = follow([scored(chunks[0], 0)], "Қандай үш себебін атады?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == sents[:4]
 
 
@@ -189,7 +194,7 @@ def test_numbered_items_may_run_over_several_sentences():
         [scored(chunks[0], 0)],
         "HAQ қандай талаптар жариялайды?",
         FakeIndex(chunks),
-        GeneratorConfig(),
+        KEEP,
     )
     assert texts_of(out) == sents[:4]  # stops at the next announcement
 
@@ -225,10 +230,10 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
     sents = ["Талаптар:", *[f"{n}. Талап нөмірі {n} орындалсын." for n in range(1, 9)], "Соңы."]
     _raw, chunks = make_doc("d", sents)
     index = FakeIndex(chunks)
-    cfg = dataclasses.replace(GeneratorConfig(), max_follow=3)
+    cfg = dataclasses.replace(KEEP, max_follow=3)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:4]
     # The length bound: no item is added once the answer would pass max_follow_chars.
-    cfg = dataclasses.replace(GeneratorConfig(), max_follow_chars=len(sents[0]) + 60)
+    cfg = dataclasses.replace(KEEP, max_follow_chars=len(sents[0]) + 60)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, cfg)) == sents[:3]
     off = dataclasses.replace(GeneratorConfig(), max_follow=0)
     assert texts_of(follow([scored(chunks[0], 0)], "Қандай талаптар?", index, off)) == sents[:1]
@@ -236,9 +241,7 @@ def test_the_bound_keeps_the_items_nearest_the_announcement():
 
 def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks():
     raw, chunks = make_doc("d", LIST_BY_COLON, per_chunk=3)  # the list crosses a chunk edge
-    out = follow(
-        [scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig()
-    )
+    out = follow([scored(chunks[0], 1)], "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     text, cites = compose(out, "kk")
     assert [c.marker for c in cites] == [1, 2, 3, 4]
     for c in cites:
@@ -255,7 +258,7 @@ def test_every_added_sentence_is_cited_with_its_own_exact_raw_span_across_chunks
 def test_a_list_already_chosen_is_not_quoted_twice():
     _raw, chunks = make_doc("d", LIST_BY_COLON)
     chosen = [scored(chunks[0], 1), scored(chunks[0], 3, score=0.99)]
-    out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), GeneratorConfig())
+    out = follow(chosen, "HAQ қандай талаптар қояды?", FakeIndex(chunks), KEEP)
     assert texts_of(out) == LIST_BY_COLON[1:5]
 
 
@@ -350,3 +353,140 @@ def test_the_three_reasons_of_a_list_question_are_all_cited(real_engine):
         if c.doc_id == "002_6d4c584d9e8951c7.txt":
             assert skeleton(raw[c.start : c.end]) == skeleton(c.quote)
         assert f"[{c.marker}]" in ans.answer
+
+
+# ----------------------------------------------------------------- rules added for issue 14 part 2
+
+BULLETS = [
+    "Ассамблеяның құқықтық негіздеріне тоқталсақ:",
+    "– Қазақстан Республикасының Конституциясы – негізгі құжат.",
+    "– Ассамблея туралы заңы – негізгі нормативтік акт.",
+    "– Ассамблея туралы Ереже – нормативтік акт.",
+    "Сондай-ақ, Қазақстан көптеген халықаралық шарттарға қосылған.",
+]
+
+
+def test_a_bulleted_item_brings_its_siblings_for_a_list_question_only():
+    _raw, chunks = make_doc("d", BULLETS)
+    index = FakeIndex(chunks)
+    out = follow([scored(chunks[0], 3)], "Қандай құқықтық актілер бар?", index, GeneratorConfig())
+    assert texts_of(out) == BULLETS[1:4]  # the siblings, in document order, not the colon
+    out = follow([scored(chunks[0], 3)], "Ереже нені белгілейді?", index, GeneratorConfig())
+    assert texts_of(out) == BULLETS[3:4]
+
+
+def test_an_item_that_enumerates_itself_is_the_list_asked_for():
+    sents = [
+        "СОНДЫҚТАН:",
+        "– Ассамблея төрағасы, ІІМ, облыс әкімі кешірім сұрап, қызметінен кетуі тиіс.",
+        "– Ассамблеяны реформалау қажет.",
+        "– Ұлттық бірегейлік ұғымын енгізу керек.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    out = follow(
+        [scored(chunks[0], 1)], "HAQ кімдердің кетуін талап етті?", FakeIndex(chunks), KEEP
+    )
+    assert texts_of(out) == sents[1:2]
+
+
+def test_a_why_question_with_one_item_chosen_gets_no_other_items():
+    sents = [
+        "Осыған байланысты HAQ жариялайды:",
+        "1. Сайлау оффлайн өтуі керек.",
+        "2. Қызметкерлерге қысым жасалмауы керек.",
+        "3. Бюллетеньге «Барлығына қарсы» позициясын енгізу қажет, сенім деңгейін білу үшін.",
+    ]
+    _raw, chunks = make_doc("d", sents)
+    chosen = [scored(chunks[0], 0), scored(chunks[0], 3, score=0.99)]
+    why = "HAQ бюллетеньге не қосуды ұсынды және неге?"
+    out = follow(chosen, why, FakeIndex(chunks), KEEP)
+    assert texts_of(out) == [sents[0], sents[3]]
+    # Nothing chosen from the list yet: the announcement still brings its items.
+    out = follow([scored(chunks[0], 0)], why, FakeIndex(chunks), KEEP)
+    assert texts_of(out) == sents
+
+
+def test_the_announcement_is_left_out_once_two_of_its_items_are_quoted():
+    _raw, chunks = make_doc("d", BULLETS)
+    index = FakeIndex(chunks)
+    q = "Қандай құқықтық актілер бар?"
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, GeneratorConfig())) == BULLETS[1:4]
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, KEEP)) == BULLETS[:4]
+    # One item only (the bound): the announcement stays, it is the context of that item.
+    one = dataclasses.replace(GeneratorConfig(), max_follow=1)
+    assert texts_of(follow([scored(chunks[0], 0)], q, index, one)) == BULLETS[:2]
+
+
+def test_questions_in_the_sources_are_not_evidence():
+    assert is_question("– Ассамблея тарапынан қандай қадамдар жасалды?")
+    assert is_question("Сіз қалай ойлайсыз?»")
+    assert not is_question("Ассамблея 1995 жылы құрылды.")
+    assert not is_question("HAQ жариялайды:")
+
+
+def test_a_genitive_plural_does_not_make_a_list_question():
+    assert not asks_list("HAQ органдардың есебін қандай форматта тыңдауды ұсынды?")
+    assert not asks_list("Құқық қорғау органдарының қандай кінәсі айтылады?")
+    assert asks_list("Институттың негізгі жұмыс бағыттары қандай?")
+    assert asks_list("Қай мемлекеттік органдарға тапсыруды ұсынды?")
+
+
+def test_each_subject_of_a_joined_question_gets_its_own_query():
+    assert subject_queries(
+        "HAQ мәлімдемесі мен Түймебаев сұхбатында Қордай оқиғасына не айтылады?"
+    ) == [
+        "HAQ мәлімдемесі Қордай оқиғасына не айтылады?",
+        "Түймебаев сұхбатында Қордай оқиғасына не айтылады?",
+    ]
+    assert subject_queries("How do Tuimebayev's interview and the student paper describe it?") == [
+        "How do Tuimebayev's interview describe it?",
+        "How do the student paper describe it?",
+    ]
+    # «Когда и по чьей» joins no subjects; the second «и» does.
+    subs = subject_queries(
+        "Когда и кем создана Ассамблея — что говорят интервью Туймебаева и статья?"
+    )
+    assert subs and all(s.startswith("Когда и кем") for s in subs)
+    assert subs[1].endswith("что говорят статья?")
+    # Not a question about several subjects: nothing to split.
+    assert subject_queries("Өзге ұлт өкілдеріне қазақ тілі мен мәдениетін кім үйретеді?") == []
+    assert subject_queries("В каких документах упоминается «Мың бала»?") == []
+
+
+def test_rankings_are_merged_rank_by_rank_once_each():
+    a = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    b = [(4, 0.95), (1, 0.6)]
+    whole = [(2, 0.99), (5, 0.5)]
+    assert [r for r, _ in interleave([a, b, whole])] == [1, 4, 2, 5, 3]
+    assert interleave([]) == []
+
+
+@pytest.mark.model
+def test_a_reason_over_two_sentences_is_cited_whole(real_engine):
+    """q085 of the question set: «Өйткені …» and the sentence that carries on its reason."""
+    from rag.pipeline import answer
+
+    ans = answer(
+        "Ақылбекова неге Брюссельде құқық қорғаушылардың жұмысын шектеу мүмкін емес деп санайды?",
+        engine=real_engine,
+    )
+    assert not ans.abstained
+    quotes = [c.quote for c in ans.citations]
+    assert any(q.startswith("Өйткені") and "Брюссельде" in q for q in quotes), ans.answer
+    assert any(q.startswith("Онда заңдар жұмыс істейді") for q in quotes), ans.answer
+
+
+@pytest.mark.model
+def test_both_subjects_of_a_two_document_question_are_retrieved_and_quoted(real_engine):
+    """q119 of the question set: the interview and the student paper each give the year."""
+    from rag.pipeline import answer, retrieve
+
+    q = (
+        "Когда и по чьей инициативе была создана Ассамблея народа Казахстана — что говорят "
+        "об этом интервью Туймебаева и студенческая статья?"
+    )
+    docs = {h.chunk.doc_id for h in retrieve(real_engine, q, 5)}
+    assert {"002_6d4c584d9e8951c7.txt", "004_b55da46bdd52c0c6.txt"} <= docs
+    ans = answer(q, engine=real_engine)
+    cited = {c.doc_id for c in ans.citations if "1995" in c.quote}
+    assert cited == {"002_6d4c584d9e8951c7.txt", "004_b55da46bdd52c0c6.txt"}, ans.answer

@@ -1,6 +1,7 @@
 """Measure the multi-sentence answer rules by question type, on and off, on one split.
 
     python -m evals.experiments.tune_follow [--split dev] [--follow 0,3,5] [--margin 0.1,0.15]
+        [--spread off,on] [--promote 0,0.1] [--skip-questions 0,1]
 
 Every variant answers the split through the real pipeline (``evals.evaluation.run_questions``)
 with one engine: following the document (``GeneratorConfig.max_follow``) and the multi-subject
@@ -17,11 +18,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import rag.generators.extractive
 import rag.pipeline
 from evals.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
 from evals.metrics import figures
 from rag.pipeline import Engine, get_engine
-from rag.retriever import multi_subject
+from rag.retriever import multi_subject, subject_queries
 from rag.settings import from_env
 from rag.sources import load_corpus
 
@@ -59,30 +61,53 @@ def main() -> None:
     ap.add_argument("--margin", default="0.15", help="spread_margin values to try")
     ap.add_argument("--promote", default="0.1", help="promote_margin values to try")
     ap.add_argument("--spread", default="off,on", help="spread variants to try")
+    ap.add_argument(
+        "--skip-questions",
+        default="1",
+        help="skip_questions values (1: source questions not quoted)",
+    )
     args = ap.parse_args()
     engine = get_engine(from_env())
     all_rows = load_questions(DEFAULT_QUESTIONS)
-    rows = select_questions(all_rows, args.split, None)
+    # The headline figures are those of the questions as written (``kazrag eval`` reports the
+    # respelled variants by typing form only).
+    rows = [r for r in select_questions(all_rows, args.split, None) if not r.get("form")]
     base = engine.generator
-    # The pipeline asks rag.retriever.multi_subject whether to spread; a variant without the
-    # spread replaces the name the pipeline looks up (experiment only).
+    # The pipeline (passages, per-subject queries) and the generator (sentences) ask
+    # rag.retriever whether a question has several subjects; a variant without the spread
+    # replaces the names they look up (experiment only).
     never: Callable[[str], bool] = lambda q: False  # noqa: E731
+    nothing: Callable[[str], list[str]] = lambda q: []  # noqa: E731
     for spread_on in [v == "on" for v in args.spread.split(",")]:
         rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
+        rag.pipeline.subject_queries = subject_queries if spread_on else nothing  # type: ignore[assignment]
+        rag.generators.extractive.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
             for margin in margins:
-                for promote in [float(p) for p in args.promote.split(",")]:
-                    engine.generator = dataclasses.replace(
-                        base, max_follow=follow, spread_margin=margin, promote_margin=promote
+                for promote, skip in [
+                    (float(p), q == "1")
+                    for p in args.promote.split(",")
+                    for q in args.skip_questions.split(",")
+                ]:
+                    # A new engine view: its answerer is made from the configuration it gets
+                    # (assigning engine.generator would leave the answerer on the old one).
+                    cfg = dataclasses.replace(
+                        base,
+                        max_follow=follow,
+                        spread_margin=margin,
+                        promote_margin=promote,
+                        skip_questions=skip,
                     )
+                    view = dataclasses.replace(engine, generator=cfg)
                     name = (
                         f"spread={'on' if spread_on else 'off'} margin={margin} "
-                        f"max_follow={follow} promote={promote}"
+                        f"max_follow={follow} promote={promote} skip_questions={int(skip)}"
                     )
-                    print(_row(name, measure(engine, rows, all_rows)), flush=True)
+                    print(_row(name, measure(view, rows, all_rows)), flush=True)
     rag.pipeline.multi_subject = multi_subject  # type: ignore[assignment]
-    engine.generator = base
+    rag.pipeline.subject_queries = subject_queries  # type: ignore[assignment]
+    rag.generators.extractive.multi_subject = multi_subject  # type: ignore[assignment]
 
 
 if __name__ == "__main__":
