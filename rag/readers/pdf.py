@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -99,16 +100,25 @@ def _open(name: str, data: bytes):  # type: ignore[no-untyped-def]
     return reader, count
 
 
+# PDFium is not thread-safe: two OCR workers rendering at once crashed the process (a
+# segfault in FPDF_RenderPageBitmap). Rendering takes turns; Tesseract, the slow part, still
+# runs on every worker at once.
+_PDFIUM = threading.Lock()
+
+
 def render_page(data: bytes, index: int, dpi: int = OCR_DPI):  # type: ignore[no-untyped-def]
-    """Page ``index`` (0-based) as a PIL image at ``dpi``."""
+    """Page ``index`` (0-based) as a PIL image at ``dpi`` (one render at a time per process)."""
     import pypdfium2 as pdfium
 
-    pdf = pdfium.PdfDocument(data, password="")
-    try:
-        page = pdf[index]
-        return page.render(scale=dpi / 72).to_pil()
-    finally:
-        pdf.close()
+    with _PDFIUM:
+        pdf = pdfium.PdfDocument(data, password="")
+        try:
+            page = pdf[index]
+            image = page.render(scale=dpi / 72).to_pil()
+            image.load()  # own the pixels before the document goes
+            return image.copy()
+        finally:
+            pdf.close()
 
 
 class PdfReader:
