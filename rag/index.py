@@ -35,7 +35,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -96,12 +96,69 @@ def _versions() -> dict[str, str]:
 
 def corpus_hash(docs: Sequence[Document]) -> str:
     """A hash of the document ids and their raw bytes: changes when any document changes."""
+    return _records_hash([(d.doc_id, hashlib.sha256(d.raw.encode()).hexdigest()) for d in docs])
+
+
+def _records_hash(pairs: Sequence[tuple[str, str]]) -> str:
+    """:func:`corpus_hash` from (doc_id, sha256 hex of the raw text) pairs."""
     h = hashlib.sha256()
-    for doc in sorted(docs, key=lambda d: d.doc_id):
-        h.update(doc.doc_id.encode())
+    for doc_id, sha in sorted(pairs):
+        h.update(doc_id.encode())
         h.update(b"\0")
-        h.update(hashlib.sha256(doc.raw.encode()).digest())
+        h.update(bytes.fromhex(sha))
     return h.hexdigest()
+
+
+def document_record(doc: Document, n_chunks: int) -> dict[str, Any]:
+    """The per-document record of an index manifest."""
+    return {
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "sha256": hashlib.sha256(doc.raw.encode()).hexdigest(),
+        "chars": len(doc.raw),
+        "chunks": n_chunks,
+        **_source_record(doc),
+    }
+
+
+def index_manifest(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    model: str,
+    backend: str,
+    dimension: int,
+    store: str,
+    store_kind: str,
+    chunking: ChunkingConfig,
+    lexical: LexicalConfig,
+    corpus: Path | None,
+    n_chunks: int,
+    n_sentences: int,
+    embedded: Mapping[str, int],
+    started: float,
+) -> dict[str, Any]:
+    """An index folder's manifest (a local build and a Ray ingestion write the same one)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model,
+        "backend": backend,
+        "dimension": dimension,
+        "normalized": True,
+        "metric": "inner_product",
+        "store": store,
+        "store_kind": store_kind,
+        "chunking": chunking.to_json(),
+        "lexical": lexical.to_json(),
+        "corpus": str(corpus) if corpus else None,
+        "corpus_hash": _records_hash([(str(r["doc_id"]), str(r["sha256"])) for r in records]),
+        "documents": [dict(r) for r in records],
+        "n_chunks": n_chunks,
+        "n_sentences": n_sentences,
+        "embedded": dict(embedded),
+        "build_seconds": round(time.perf_counter() - started, 3),
+        "versions": _versions(),
+    }
 
 
 def search_text(chunk: Chunk) -> str:
@@ -345,37 +402,21 @@ def build_index(
     per_doc: dict[str, int] = {}
     for c in chunks:
         per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": embedder.name,
-        "backend": backend,
-        "dimension": dim,
-        "normalized": True,
-        "metric": "inner_product",
-        "store": store,
-        "store_kind": dense.kind,
-        "chunking": chunking.to_json(),
-        "lexical": lexical_cfg.to_json(),
-        "corpus": str(corpus) if corpus else None,
-        "corpus_hash": corpus_hash(docs),
-        "documents": [
-            {
-                "doc_id": d.doc_id,
-                "title": d.title,
-                "sha256": hashlib.sha256(d.raw.encode()).hexdigest(),
-                "chars": len(d.raw),
-                "chunks": per_doc.get(d.doc_id, 0),
-                **_source_record(d),
-            }
-            for d in docs
-        ],
-        "n_chunks": len(chunks),
-        "n_sentences": len(keys),
-        "embedded": {"chunks": new_chunks, "sentences": new_sentences},
-        "build_seconds": round(time.perf_counter() - t0, 3),
-        "versions": _versions(),
-    }
+    manifest = index_manifest(
+        [document_record(d, per_doc.get(d.doc_id, 0)) for d in docs],
+        model=embedder.name,
+        backend=backend,
+        dimension=dim,
+        store=store,
+        store_kind=dense.kind,
+        chunking=chunking,
+        lexical=lexical_cfg,
+        corpus=corpus,
+        n_chunks=len(chunks),
+        n_sentences=len(keys),
+        embedded={"chunks": new_chunks, "sentences": new_sentences},
+        started=t0,
+    )
     extracted = {
         d.file_sha256: _extracted_record(d)
         for d in docs

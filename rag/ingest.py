@@ -30,15 +30,14 @@ import numpy as np
 from rag.chunking import ChunkingConfig, chunk_document
 from rag.embedding import Embedder
 from rag.index import (
-    FORMAT_VERSION,
     CorpusIndex,
     SentenceKey,
     _embed_cached,
     _extracted_record,
-    _source_record,
-    _versions,
     _with_pages,
     _write_atomically,
+    document_record,
+    index_manifest,
     search_text,
 )
 from rag.lexical import BM25Index, LexicalConfig
@@ -102,18 +101,6 @@ def corpus_paths(corpus: Path, uploads: Path | None = None) -> list[Path]:
 def documents_from(files: Iterable[ExtractedFile], vocabulary: set[str]) -> list[Document]:
     """Clean extracted files into documents with the corpus vocabulary (as ``read_corpus``)."""
     return [document_from(f.doc_id, f.extracted, f.file_sha256, vocabulary) for f in files]
-
-
-def document_record(doc: Document, n_chunks: int) -> dict[str, Any]:
-    """The per-document record of an index manifest (the same fields ``build_index`` writes)."""
-    return {
-        "doc_id": doc.doc_id,
-        "title": doc.title,
-        "sha256": hashlib.sha256(doc.raw.encode()).hexdigest(),
-        "chars": len(doc.raw),
-        "chunks": n_chunks,
-        **_source_record(doc),
-    }
 
 
 def _chunks(doc: Document, chunking: ChunkingConfig) -> tuple[Chunk, ...]:
@@ -229,16 +216,6 @@ def rows_from_record(record: Mapping[str, Any], dim: int) -> DocumentRows:
 # --- rows -> the index folder ------------------------------------------------------------
 
 
-def _corpus_hash(records: Sequence[Mapping[str, Any]]) -> str:
-    """``rag.index.corpus_hash`` computed from manifest records (no document text needed)."""
-    h = hashlib.sha256()
-    for r in sorted(records, key=lambda r: str(r["doc_id"])):
-        h.update(str(r["doc_id"]).encode())
-        h.update(b"\0")
-        h.update(bytes.fromhex(str(r["sha256"])))
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class IndexMeta:
     """What an index folder records about how its rows were made (its manifest's settings)."""
@@ -277,28 +254,21 @@ def assemble_index(
     ).astype(np.float32, copy=False)
     dense = store_class(meta.store).build(vectors, meta.kind)
     bm25 = BM25Index.build([search_text(c) for c in chunks], meta.lexical)
-    records = [dict(d.record) for d in documents]
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": meta.model,
-        "backend": meta.backend,
-        "dimension": meta.dimension,
-        "normalized": True,
-        "metric": "inner_product",
-        "store": meta.store,
-        "store_kind": dense.kind,
-        "chunking": meta.chunking.to_json(),
-        "lexical": meta.lexical.to_json(),
-        "corpus": str(meta.corpus) if meta.corpus else None,
-        "corpus_hash": _corpus_hash(records),
-        "documents": records,
-        "n_chunks": len(chunks),
-        "n_sentences": len(keys),
-        "embedded": dict(embedded or {"chunks": 0, "sentences": 0}),
-        "build_seconds": round(time.perf_counter() - t0, 3),
-        "versions": _versions(),
-    }
+    manifest = index_manifest(
+        [d.record for d in documents],
+        model=meta.model,
+        backend=meta.backend,
+        dimension=meta.dimension,
+        store=meta.store,
+        store_kind=dense.kind,
+        chunking=meta.chunking,
+        lexical=meta.lexical,
+        corpus=meta.corpus,
+        n_chunks=len(chunks),
+        n_sentences=len(keys),
+        embedded=embedded or {"chunks": 0, "sentences": 0},
+        started=t0,
+    )
     extracted = {
         str(d.record["file_sha256"]): d.extracted
         for d in documents
