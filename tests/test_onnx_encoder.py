@@ -172,6 +172,79 @@ def test_externalise_moves_the_weights_and_keeps_the_outputs(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
 
 
+def _feed_forward_graph(path: Path, gelu: str) -> None:
+    """x -> MatMul(up) -> GELU (``erf`` written out, or one fused op) -> MatMul(down) -> Relu ->
+    MatMul(head): only ``down`` takes a GELU's output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "w_up"),
+        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w_down"),
+        numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w_head"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(1.4142135, np.float32), "sqrt2"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "w_up"], ["h"], name="up")]
+    if gelu == "erf":  # how torch exports nn.GELU: x * (1 + erf(x / sqrt 2)) * 0.5
+        nodes += [
+            helper.make_node("Div", ["h", "sqrt2"], ["h_s"]),
+            helper.make_node("Erf", ["h_s"], ["h_e"]),
+            helper.make_node("Add", ["h_e", "one"], ["h_a"]),
+            helper.make_node("Mul", ["h", "h_a"], ["h_m"]),
+            helper.make_node("Mul", ["h_m", "half"], ["g"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Gelu", ["h"], ["g"], domain="com.microsoft"))
+    nodes += [
+        helper.make_node("MatMul", ["g", "w_down"], ["d"], name="down"),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("MatMul", ["r", "w_head"], ["y"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ffn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    onnx.save_model(helper.make_model(graph, opset_imports=opsets), path)
+
+
+@pytest.mark.parametrize("gelu", ["erf", "fused"])
+def test_int8_keeps_the_products_after_gelu_in_float(tmp_path: Path, gelu: str) -> None:
+    path = tmp_path / "ffn.onnx"
+    _feed_forward_graph(path, gelu)
+    assert onnx_encoder.feed_forward_outputs(path) == ["down"]
+
+
+def test_export_asks_for_eager_attention_and_falls_back() -> None:
+    class Model:
+        def eval(self) -> None:
+            self.evaluated = True
+
+    calls: list[dict] = []
+
+    def takes_it(source: str, **kw):
+        calls.append(kw)
+        return Model()
+
+    def refuses_it(source: str, **kw):
+        calls.append(kw)
+        if "model_kwargs" in kw:
+            raise TypeError("unexpected keyword argument 'attn_implementation'")
+        return Model()
+
+    assert onnx_encoder._load_for_export(takes_it, "m").evaluated
+    assert calls[-1]["model_kwargs"] == {"attn_implementation": "eager"}
+    calls.clear()
+    assert onnx_encoder._load_for_export(refuses_it, "m").evaluated
+    assert [("model_kwargs" in c) for c in calls] == [True, False]
+
+
 def test_embedders_are_lazy() -> None:
     """Building an embedder loads nothing: the CLI's argument errors stay instant."""
     for backend in BACKENDS:
@@ -294,3 +367,21 @@ def test_the_export_keeps_its_weights_beside_the_graph(export) -> None:
 def test_the_export_records_its_parity(export) -> None:
     for backend, bound in MIN_COSINE.items():
         assert export.parity[backend] >= bound
+
+
+@pytest.mark.model
+def test_the_export_is_fused_and_int8_keeps_the_down_projections(export) -> None:
+    """The default model's graph is fused (one Attention operator per layer) and its int8 file
+    quantises every matrix product except the 12 feed-forward down-projections."""
+    import onnx
+
+    marker = json.loads((export.folder / MARKER_NAME).read_text(encoding="utf-8"))
+    assert marker["fused"].get("Attention") == 12, marker["fused"]
+    kept = set(onnx_encoder.feed_forward_outputs(export.path("onnx")))
+    assert len(kept) == 12
+    int8 = onnx.load(str(export.path("onnx-int8")), load_external_data=False).graph
+    float_products = {n.name for n in int8.node if n.op_type == "MatMul"}
+    assert float_products == kept
+    assert any(
+        n.op_type in ("QAttention", "MatMulInteger", "DynamicQuantizeMatMul") for n in int8.node
+    )
