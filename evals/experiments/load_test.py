@@ -97,6 +97,12 @@ def peak_rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmHWM") / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _auth() -> dict[str, str]:
     token = env_value("API_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
@@ -254,15 +260,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm, _ = run_load(url, qs, args.clients, args.warmup_seconds, args.max_requests)
             rss_before = rss_mb(pid)
             samples: list[tuple[float, float]] = []
+            cpu_before = cpu_seconds(pid)
             records, wall = run_load(
                 url, qs, args.clients, args.seconds, args.max_requests, pid, samples
             )
+            cpu_used = cpu_seconds(pid) - cpu_before
             rss_after = rss_mb(pid)
             peak = peak_rss_mb(pid)
             alive = httpx.get(f"{url}/api/health", headers=_auth(), timeout=30).status_code
         load_after = os.getloadavg()[0]
     stats = summarize(records, wall)
     growth = rss_after - rss_before
+    cpus = os.cpu_count() or 1
+    cpu_ms = cpu_used * 1000 / max(1, len(records))
     return {
         "clients": args.clients,
         "seconds": args.seconds,
@@ -290,7 +300,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generator": health["generator"],
         "documents": health["documents"],
         "chunks": health["chunks"],
-        "cpus": os.cpu_count(),
+        "cpus": cpus,
+        # The server's own CPU per request: robust to other load on the machine, unlike
+        # requests/s; cores / CPU per request is what the server could do with the cores alone.
+        "server_cpu_ms_per_request": cpu_ms,
+        "capacity_rps": cpus * 1000 / cpu_ms if cpu_ms > 0 else None,
         "load_before": load_before,
         "load_after": load_after,
         "python": platform.python_version(),
@@ -341,6 +355,12 @@ threads and their allocator arenas once), {f["rss_after_mb"]:,.0f} MB after the
 {f["rss_growth_mb"]:+,.0f} MB, bound {f["rss_bound_mb"]:.0f} MB: {held}. Peak
 {f["rss_peak_mb"]:,.0f} MB. RSS during the run (s: MB): {samples}. The server answered
 `/api/health` after the run: {"yes" if f["healthy_after"] else "**no**"}.
+
+Server CPU (user + system, all its threads) over the measured run:
+{f["server_cpu_ms_per_request"]:.1f} ms per request, so {f["cpus"]} cores could serve
+{f["capacity_rps"] or 0:.1f} requests/s if the server had them to itself (the client threads run on
+the same cores, so the measured requests/s stays below that figure). CPU per request does not
+depend on what else the machine runs; requests/s and latencies do.
 
 Latency is mostly queueing: the work is CPU-bound (query embedding and sentence scoring, one
 encoder call at a time), so {f["clients"]} clients on {f["cpus"]} cores wait in turn; throughput,
