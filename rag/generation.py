@@ -184,17 +184,22 @@ def sentence_terms(text: str) -> frozenset[str]:
     return frozenset(analyze(text))
 
 
-def _overlap(q_terms: set[str], s_terms: frozenset[str] | set[str], idf: dict[str, float]) -> float:
-    """Share of the question's terms in the sentence, each weighted by its rarity (IDF).
+def term_weights(q_terms: set[str], idf: dict[str, float]) -> dict[str, float]:
+    """The question's terms, each weighted by its rarity (IDF); terms the corpus never uses
+    get the highest weight, so a question about something absent scores low everywhere.
+
+    Computed once per question: the weights are the same for every candidate sentence (the
+    largest IDF was found again for each of them, a sixth of the composer's time)."""
+    top = max(idf.values(), default=1.0)
+    return {t: idf.get(t, top) for t in q_terms}
+
+
+def _overlap(weights: dict[str, float], s_terms: frozenset[str] | set[str]) -> float:
+    """Share of the question's terms in the sentence, weighted by :func:`term_weights`.
 
     A sentence that repeats the rare words of the question («медиаторлары», «XXXIII») is far
-    more likely to answer it than one sharing only «Қазақстан». Terms the corpus never uses get
-    the highest weight, so a question about something absent scores low everywhere.
+    more likely to answer it than one sharing only «Қазақстан».
     """
-    if not q_terms:
-        return 0.0
-    top = max(idf.values(), default=1.0)
-    weights = {t: idf.get(t, top) for t in q_terms}
     total = sum(weights.values())
     return sum(w for t, w in weights.items() if t in s_terms) / total if total else 0.0
 
@@ -210,6 +215,7 @@ def score_sentences(
     """Score every sentence of the retrieved chunks for the question, best first."""
     # Bridged terms let a Russian or English question's names («Кордайский», "Tokayev") count.
     q_terms = set(index.lexical.query_terms(question))
+    weights = term_weights(q_terms, index.term_idf) if q_terms else {}
     kind = answer_type(question)
     cue_pat = _CUES[kind][1] if kind else None
     seen: set[tuple[str, int, int]] = set()
@@ -238,7 +244,7 @@ def score_sentences(
         if config.skip_questions and is_question(s.text):
             continue
         dense = float(np.dot(question_vec, vec))
-        overlap = _overlap(q_terms, sentence_terms(s.text), index.term_idf)
+        overlap = _overlap(weights, sentence_terms(s.text))
         cue = 1.0 if cue_pat is not None and cue_pat.search(s.text) else 0.0
         # Very short sentences («Роза Ақылбекова.») embed close to anything on the topic.
         short = min(1.0, len(s.text) / 40)
