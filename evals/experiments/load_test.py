@@ -12,11 +12,19 @@ Every response is checked, not just its status: the answer object's markers must
 citations, a completion must carry text, a stream must end with ``[DONE]`` and no error event.
 Anything else counts as an error. The server's resident memory (``/proc/<pid>/status``) is read
 after the warm-up and after the run, and sampled during it; the run passes when there were no
-errors and RSS grew by at most ``--rss-bound-mb`` over the measured run. The figures are printed
-and written into BENCHMARKS.md between
-``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are left alone.
+errors and RSS grew by at most ``--rss-bound-mb`` over the measured run. The server's own CPU
+time (``/proc/<pid>/stat``, all its threads) over the measured run is reported per request: unlike
+requests/s it barely depends on what else the machine runs, and cores / CPU per request is the
+throughput the server could reach with the cores to itself. The figures are printed and written
+into BENCHMARKS.md between ``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are
+left alone. Bounded: ``--seconds`` and ``--max-requests``, loopback only.
 
-    python -m evals.experiments.load_test                       # 16 clients, 60 s
+The server runs as ``kazrag serve`` does, query micro-batching on (rag/batching.py); set
+``KAZRAG_BATCH_QUERIES=0`` in the environment to measure it off. For the figures of record, run
+it on a quiet machine (load average near 0; the section states the load before and after):
+
+    python -m evals.experiments.load_test                       # 16 clients, 60 s, writes BENCHMARKS.md
+    KAZRAG_BATCH_QUERIES=0 python -m evals.experiments.load_test --no-write   # batching off
     python -m evals.experiments.load_test --clients 4 --seconds 10 --no-write
 """
 
@@ -272,6 +280,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stats = summarize(records, wall)
     growth = rss_after - rss_before
     cpus = os.cpu_count() or 1
+    raw = env_value("BATCH_QUERIES")  # the server inherits it; unset: kazrag serve's default, on
+    batching = raw is None or raw.strip().lower() in ("1", "true", "yes", "on")
     cpu_ms = cpu_used * 1000 / max(1, len(records))
     return {
         "clients": args.clients,
@@ -301,6 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "documents": health["documents"],
         "chunks": health["chunks"],
         "cpus": cpus,
+        "batch_queries": batching,
         # The server's own CPU per request: robust to other load on the machine, unlike
         # requests/s; cores / CPU per request is what the server could do with the cores alone.
         "server_cpu_ms_per_request": cpu_ms,
@@ -334,7 +345,8 @@ def section(f: dict[str, Any]) -> str:
 
 `python -m evals.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
-`{f["generator"]}`; {f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
+`{f["generator"]}`, query micro-batching {"on" if f.get("batch_queries", True) else "off"};
+{f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
 {f["date"]}, Python {f["python"]}. Half the requests are `/api/ask`, a quarter
 `/v1/chat/completions`, a quarter the same streamed; the stand-alone questions of
 `seeds/questions.jsonl` in turn. A request counts as an error unless its response is a
