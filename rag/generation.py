@@ -18,6 +18,7 @@ gets that answer when its best sentence ignores one of its words (:func:`detail_
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -171,17 +172,34 @@ class GeneratorConfig:
         return None if language == "kk" else self.detail_gain_other
 
 
-def _overlap(q_terms: set[str], s_terms: set[str], idf: dict[str, float]) -> float:
-    """Share of the question's terms in the sentence, each weighted by its rarity (IDF).
+SENTENCE_TERMS_CACHE = 16_384
+"""Sentences whose BM25 terms are kept (~1-2 KB each, so tens of MB at most). The same
+sentences of the top chunks come back question after question (the seed corpus has ~600 in
+all); analysing them again was a third of a server request's Python time."""
+
+
+@functools.lru_cache(maxsize=SENTENCE_TERMS_CACHE)
+def sentence_terms(text: str) -> frozenset[str]:
+    """The BM25 terms of a corpus sentence (default analyzer), analysed once per process."""
+    return frozenset(analyze(text))
+
+
+def term_weights(q_terms: set[str], idf: dict[str, float]) -> dict[str, float]:
+    """The question's terms, each weighted by its rarity (IDF); terms the corpus never uses
+    get the highest weight, so a question about something absent scores low everywhere.
+
+    Computed once per question: the weights are the same for every candidate sentence (the
+    largest IDF was found again for each of them, a sixth of the composer's time)."""
+    top = max(idf.values(), default=1.0)
+    return {t: idf.get(t, top) for t in q_terms}
+
+
+def _overlap(weights: dict[str, float], s_terms: frozenset[str] | set[str]) -> float:
+    """Share of the question's terms in the sentence, weighted by :func:`term_weights`.
 
     A sentence that repeats the rare words of the question («медиаторлары», «XXXIII») is far
-    more likely to answer it than one sharing only «Қазақстан». Terms the corpus never uses get
-    the highest weight, so a question about something absent scores low everywhere.
+    more likely to answer it than one sharing only «Қазақстан».
     """
-    if not q_terms:
-        return 0.0
-    top = max(idf.values(), default=1.0)
-    weights = {t: idf.get(t, top) for t in q_terms}
     total = sum(weights.values())
     return sum(w for t, w in weights.items() if t in s_terms) / total if total else 0.0
 
@@ -197,6 +215,7 @@ def score_sentences(
     """Score every sentence of the retrieved chunks for the question, best first."""
     # Bridged terms let a Russian or English question's names («Кордайский», "Tokayev") count.
     q_terms = set(index.lexical.query_terms(question))
+    weights = term_weights(q_terms, index.term_idf) if q_terms else {}
     kind = answer_type(question)
     cue_pat = _CUES[kind][1] if kind else None
     seen: set[tuple[str, int, int]] = set()
@@ -225,7 +244,7 @@ def score_sentences(
         if config.skip_questions and is_question(s.text):
             continue
         dense = float(np.dot(question_vec, vec))
-        overlap = _overlap(q_terms, set(analyze(s.text)), index.term_idf)
+        overlap = _overlap(weights, sentence_terms(s.text))
         cue = 1.0 if cue_pat is not None and cue_pat.search(s.text) else 0.0
         # Very short sentences («Роза Ақылбекова.») embed close to anything on the topic.
         short = min(1.0, len(s.text) / 40)
@@ -257,7 +276,7 @@ def support(scored: Sequence[ScoredSentence], question: str, config: GeneratorCo
         typed = [
             s.score
             for s in scored
-            if s.cue > 0 and (not focus or focus & set(analyze(s.sentence.text)))
+            if s.cue > 0 and (not focus or focus & sentence_terms(s.sentence.text))
         ]
         return typed[0] if typed else scored[0].score - config.untyped_penalty
     return scored[0].score
@@ -631,7 +650,7 @@ def _shares_terms(
     """
     q_terms = set(index.lexical.query_terms(question))
     sents = index.doc_sentences.get(cand.hit.chunk.doc_id, [])
-    return any(q_terms & set(analyze(sents[j][0].text)) for j in carried_by)
+    return any(q_terms & sentence_terms(sents[j][0].text) for j in carried_by)
 
 
 def follow(

@@ -126,6 +126,10 @@ def _retriever(index: CorpusIndex, embedder: Embedder, settings: Settings) -> Re
 def make_engine(settings: Settings, embedder: Embedder | None = None) -> Engine:
     """Build an engine (tests pass a fake embedder here)."""
     emb = embedder or make_embedder(settings.model, settings.backend)
+    if settings.batch_queries:
+        from rag.batching import BatchingEmbedder
+
+        emb = BatchingEmbedder(emb)
     # FAISS and torch each keep an OpenMP pool; on two cores their spinning threads stall each
     # other (retrieval p95 swung to ~1 s in BENCHMARKS.md). A flat scan of a few thousand
     # vectors is faster on one thread anyway.

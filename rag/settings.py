@@ -80,6 +80,9 @@ class Settings:
     latin_answers: bool = False
     # Bearer token the HTTP API wants on /api and /v1 (None: no token); kept out of repr.
     api_token: str | None = field(default=None, repr=False)
+    # Encode concurrent questions' queries in one encoder call (rag/batching.py). ``None``: the
+    # entry point decides (``kazrag serve`` on, the CLI off: it asks one question at a time).
+    batch_queries: bool | None = None
 
     @property
     def composer(self) -> GeneratorConfig:
@@ -160,6 +163,7 @@ def from_env(**overrides: Any) -> Settings:
         "LATIN_ANSWERS": ("latin_answers", _flag),
         "STORE": ("store", str),
         "API_TOKEN": ("api_token", str),
+        "BATCH_QUERIES": ("batch_queries", _flag),
     }
     for env_name, (attr, typ) in conv.items():
         raw = _env(env_name)

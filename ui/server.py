@@ -62,6 +62,8 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> int:
     """Load the engine, then serve the chat at ``/`` and the API beside it until interrupted."""
     import uvicorn
 
+    if settings.batch_queries is None:  # many questions at once: encode them together
+        settings = settings.replace(batch_queries=True)
     engine = get_engine(settings)  # load the model and index before the first request
     app = build_app(settings, engine)
     if host not in LOOPBACK and not app.state.token:

@@ -12,11 +12,19 @@ Every response is checked, not just its status: the answer object's markers must
 citations, a completion must carry text, a stream must end with ``[DONE]`` and no error event.
 Anything else counts as an error. The server's resident memory (``/proc/<pid>/status``) is read
 after the warm-up and after the run, and sampled during it; the run passes when there were no
-errors and RSS grew by at most ``--rss-bound-mb`` over the measured run. The figures are printed
-and written into BENCHMARKS.md between
-``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are left alone.
+errors and RSS grew by at most ``--rss-bound-mb`` over the measured run. The server's own CPU
+time (``/proc/<pid>/stat``, all its threads) over the measured run is reported per request: unlike
+requests/s it barely depends on what else the machine runs, and cores / CPU per request is the
+throughput the server could reach with the cores to itself. The figures are printed and written
+into BENCHMARKS.md between ``<!-- load:start -->`` and ``<!-- load:end -->``; other sections are
+left alone. Bounded: ``--seconds`` and ``--max-requests``, loopback only.
 
-    python -m evals.experiments.load_test                       # 16 clients, 60 s
+The server runs as ``kazrag serve`` does, query micro-batching on (rag/batching.py); set
+``KAZRAG_BATCH_QUERIES=0`` in the environment to measure it off. For the figures of record, run
+it on a quiet machine (load average near 0; the section states the load before and after):
+
+    python -m evals.experiments.load_test                       # 16 clients, 60 s, writes BENCHMARKS.md
+    KAZRAG_BATCH_QUERIES=0 python -m evals.experiments.load_test --no-write   # batching off
     python -m evals.experiments.load_test --clients 4 --seconds 10 --no-write
 """
 
@@ -95,6 +103,12 @@ def rss_mb(pid: int) -> float:
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory so far in MB (VmHWM)."""
     return _status_kb(pid, "VmHWM") / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _auth() -> dict[str, str]:
@@ -254,15 +268,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm, _ = run_load(url, qs, args.clients, args.warmup_seconds, args.max_requests)
             rss_before = rss_mb(pid)
             samples: list[tuple[float, float]] = []
+            cpu_before = cpu_seconds(pid)
             records, wall = run_load(
                 url, qs, args.clients, args.seconds, args.max_requests, pid, samples
             )
+            cpu_used = cpu_seconds(pid) - cpu_before
             rss_after = rss_mb(pid)
             peak = peak_rss_mb(pid)
             alive = httpx.get(f"{url}/api/health", headers=_auth(), timeout=30).status_code
         load_after = os.getloadavg()[0]
     stats = summarize(records, wall)
     growth = rss_after - rss_before
+    cpus = os.cpu_count() or 1
+    raw = env_value("BATCH_QUERIES")  # the server inherits it; unset: kazrag serve's default, on
+    batching = raw is None or raw.strip().lower() in ("1", "true", "yes", "on")
+    cpu_ms = cpu_used * 1000 / max(1, len(records))
     return {
         "clients": args.clients,
         "seconds": args.seconds,
@@ -290,7 +310,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generator": health["generator"],
         "documents": health["documents"],
         "chunks": health["chunks"],
-        "cpus": os.cpu_count(),
+        "cpus": cpus,
+        "batch_queries": batching,
+        # The server's own CPU per request: robust to other load on the machine, unlike
+        # requests/s; cores / CPU per request is what the server could do with the cores alone.
+        "server_cpu_ms_per_request": cpu_ms,
+        "capacity_rps": cpus * 1000 / cpu_ms if cpu_ms > 0 else None,
         "load_before": load_before,
         "load_after": load_after,
         "python": platform.python_version(),
@@ -320,7 +345,8 @@ def section(f: dict[str, Any]) -> str:
 
 `python -m evals.experiments.load_test` — `kazrag serve` on 127.0.0.1 over a copy of the seed index
 ({f["documents"]} documents, {f["chunks"]} chunks), model `{f["model"]}`, generator
-`{f["generator"]}`; {f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
+`{f["generator"]}`, query micro-batching {"on" if f.get("batch_queries", True) else "off"};
+{f["clients"]} client threads on the same machine ({f["cpus"]} CPU cores),
 {f["date"]}, Python {f["python"]}. Half the requests are `/api/ask`, a quarter
 `/v1/chat/completions`, a quarter the same streamed; the stand-alone questions of
 `seeds/questions.jsonl` in turn. A request counts as an error unless its response is a
@@ -341,6 +367,12 @@ threads and their allocator arenas once), {f["rss_after_mb"]:,.0f} MB after the
 {f["rss_growth_mb"]:+,.0f} MB, bound {f["rss_bound_mb"]:.0f} MB: {held}. Peak
 {f["rss_peak_mb"]:,.0f} MB. RSS during the run (s: MB): {samples}. The server answered
 `/api/health` after the run: {"yes" if f["healthy_after"] else "**no**"}.
+
+Server CPU (user + system, all its threads) over the measured run:
+{f["server_cpu_ms_per_request"]:.1f} ms per request, so {f["cpus"]} cores could serve
+{f["capacity_rps"] or 0:.1f} requests/s if the server had them to itself (the client threads run on
+the same cores, so the measured requests/s stays below that figure). CPU per request does not
+depend on what else the machine runs; requests/s and latencies do.
 
 Latency is mostly queueing: the work is CPU-bound (query embedding and sentence scoring, one
 encoder call at a time), so {f["clients"]} clients on {f["cpus"]} cores wait in turn; throughput,
