@@ -86,14 +86,18 @@ def word_script(word: str) -> str | None:
 
 
 def single_script(word: str) -> str:
-    """A mixed-script word written in its majority script (letters without a twin stay).
+    """A mixed-script word written in one script, letters without a twin left as they are.
 
-    A tie keeps the script of the word's first letter: a word begins the way it was printed
-    more often than not (a capital is read more surely than a small letter).
+    The script that can write the whole word wins: a letter with no twin (Ы, Қ, Q, N) shows
+    which script was printed. When both can (twins only) or neither can, the majority does, and
+    a tie keeps the script of the first letter (a capital is read more surely than the rest).
     """
     lat, cyr = counts(word)
     if not (lat and cyr):
         return word
+    lone = {letter_script(c) for c in word if letter_script(c) and not twins_only(c)}
+    if len(lone) == 1:
+        return to_script(word, lone.pop() or CYRILLIC)
     if lat == cyr:
         first = next(letter_script(c) for c in word if letter_script(c))
         return to_script(word, first or CYRILLIC)
