@@ -1,9 +1,16 @@
-"""OCR of page images with Tesseract (Debian's ``tesseract-ocr`` with Kazakh and Russian data).
+"""OCR of page images with Tesseract (Debian's ``tesseract-ocr`` with Kazakh, Russian, English).
 
 Tesseract runs as a subprocess (no Python binding needed) and answers in TSV: one row per word
-with its confidence and its block / paragraph / line numbers, from which the page text is put
+with its confidence, box and block / paragraph / line numbers, from which the page text is put
 back together line by line. Each call is limited to one OpenMP thread: the machine has two
 cores, and two single-threaded pages at once go faster than one page on two threads.
+
+Latin and Cyrillic share many letter shapes, so each word is then made single-script and a
+word of look-alikes takes its line's script (``rag.readers.script``). Kazakh data reads a Latin
+name inside Kazakh text as its nearest Cyrillic shapes ("HAQ" as "НАО", every time at 300 dpi),
+so Cyrillic words made only of look-alikes are read once more with English data alone, and the
+Latin reading is kept where it sees a letter Cyrillic cannot have (BENCHMARKS.md § Documents
+and OCR).
 """
 
 from __future__ import annotations
