@@ -320,7 +320,8 @@ def report(out: Path, dpis: Sequence[int], upload_file: Path) -> str:
         "",
         f"Measured {day} on 2 cores **shared with about five other engineers' jobs** (speed "
         "figures are pessimistic; quality figures do not depend on load). Tesseract "
-        f"{tesseract_version()} (kaz+rus+eng, LSTM), pages rendered by pypdfium2 at 300 dpi. "
+        f"{tesseract_version()} (kaz+rus+eng, LSTM), pages rendered by pypdfium2 at 300 dpi, then "
+        "the look-alike repair (`rag.readers.script`, Latin/Cyrillic twins). "
         "The five seed documents are typeset on A4 (DejaVu Sans 11 pt) and scanned as a "
         f"document scanner does (skew within ±{MAX_SKEW_DEGREES}°, sensor noise σ "
         f"{NOISE_SIGMA:g}, a soft edge, white point {WHITE_POINT}), written as {mode} "
