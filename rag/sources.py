@@ -276,7 +276,7 @@ def _capitals_headings(text: str) -> list[str]:
 
 
 def _title(raw: str, clean: str, fallback: str) -> str:
-    """The first meaningful heading, else the first paragraph of three words or more.
+    """The most specific heading, else a title in capitals near the top, else the first paragraph.
 
     In markdown files the article title is the most specific heading near the top (the first
     ones are often a table of contents or a section rubric).
