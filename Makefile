@@ -48,8 +48,9 @@ netns: ## iproute2 (ip, ss): the Ray ingestion tests run their cluster in a loop
 test: setup browser ocr netns index ## run all tests (real-model tests included)
 	$(PY) -m pytest -q
 
-ocr: ## Debian's Tesseract with Kazakh and Russian data (scanned PDF pages are read by OCR)
-	@tesseract --list-langs 2>/dev/null | grep -qx kaz || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-kaz tesseract-ocr-rus >/dev/null; }
+ocr: ## Debian's Tesseract with Kazakh, Russian and English data (scanned PDF pages are read by OCR)
+	@langs=$$(tesseract --list-langs 2>/dev/null); for l in kaz rus eng; do echo "$$langs" | grep -qx $$l || missing=1; done; \
+	[ -z "$$missing" ] || { apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-kaz tesseract-ocr-rus tesseract-ocr-eng >/dev/null; }
 
 test-fast: setup ## tests without the real model
 	$(PY) -m pytest -q -m "not model and not integration"

@@ -246,8 +246,37 @@ def clean_text(raw: str, vocabulary: set[str] | None = None) -> tuple[str, tuple
 _GENERIC_HEADINGS = re.compile(r"мазмұны|содержание|content|мәлімет", re.IGNORECASE)
 
 
+# How far from the top of a document without markup a title in capitals is looked for.
+_TITLE_WINDOW = 3000
+
+
+def _capitals_headings(text: str) -> list[str]:
+    """Runs of lines set all in capitals, three words or more each run, not generic rubrics.
+
+    Lines of the text as read, not cleaned paragraphs: OCR and cleaning often join a title
+    and the author line under it into one paragraph. Blank lines do not end a run (a wrapped
+    title may be parted by one); a line holding a digit (a classification code, a date) is
+    not part of a title and ends the run.
+    """
+    runs: list[list[str]] = [[]]
+    for line in text.splitlines():
+        words = _WORD.findall(line)
+        if not line.strip():
+            continue
+        if words and all(w.isupper() for w in words) and not any(c.isdigit() for c in line):
+            runs[-1].append(line.strip())
+        elif runs[-1]:
+            runs.append([])
+    out = []
+    for run in runs:
+        title = " ".join(run)
+        if 3 <= len(_WORD.findall(title)) <= 20 and not _GENERIC_HEADINGS.search(title):
+            out.append(title)
+    return out
+
+
 def _title(raw: str, clean: str, fallback: str) -> str:
-    """The first meaningful heading, else the first paragraph of three words or more.
+    """The most specific heading, else a title in capitals near the top, else the first paragraph.
 
     In markdown files the article title is the most specific heading near the top (the first
     ones are often a table of contents or a section rubric).
@@ -260,6 +289,11 @@ def _title(raw: str, clean: str, fallback: str) -> str:
     if headings:
         deepest = max(lvl for lvl, _ in headings)
         return next(h for lvl, h in headings if lvl == deepest)
+    # Without markup (plain text, a scan read by OCR) a printed title is set in capitals: the
+    # last such line near the top is the most specific one, as the deepest heading is above.
+    capitals = _capitals_headings(raw[:_TITLE_WINDOW])
+    if capitals:
+        return capitals[-1]
     for para in clean.split("\n\n"):
         words = _WORD.findall(para)
         if len(words) >= 3:

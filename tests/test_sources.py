@@ -140,3 +140,22 @@ def test_make_document_maps_spans():
     s, e = doc.raw_span(a, a + len("екінші жол"))
     assert doc.raw[s:e] == "екінші жол"
     assert re.sub(r"\s+", " ", doc.raw[doc.offsets[0] :]) == doc.clean
+
+
+def test_a_title_in_capitals_is_found_in_text_without_markup():
+    # As OCR gives a printed article: a rubric, a section in capitals, then the title in
+    # capitals sharing its paragraph with the author line. The most specific (last) wins.
+    raw = (
+        "МАЗМҰНЫ / СОДЕРЖАНИЕ / CONTENT\n\n"
+        "Конференция материалдар жинағы, 2023 жыл, Қарағанды қаласы.\n\n"
+        "СЕКЦИЯ IV. ЭКОНОМИКА ЖӘНЕ ҚҰҚЫҚ\nҒЫЛЫМДАРЫ\n\n"
+        "ӘОЖ 34:342.4\n\n"
+        "ҚАЗАҚСТАН ХАЛҚЫ АССАМБЛЕЯСЫ\nЖҰМЫСЫНЫҢ ҚҰҚЫҚТЫҚ НЕГІЗДЕРІ\n"
+        "Абдуғани Жанерке Нұржанқызы, студент\n\n"
+        "Қазақстан халқы Ассамблеясы 1995 жылы құрылған мекеме болып табылады."
+    )
+    doc = make_document("scan.pdf", raw)
+    assert doc.title == "ҚАЗАҚСТАН ХАЛҚЫ АССАМБЛЕЯСЫ ЖҰМЫСЫНЫҢ ҚҰҚЫҚТЫҚ НЕГІЗДЕРІ"
+    # No line in capitals: the first paragraph of three words or more, as before.
+    plain = make_document("a.txt", "АДАМ ҚҰҚЫҚТАРЫ\n\nРоза Ақылбековамен сұхбат бүгін жарияланды.")
+    assert plain.title == "Роза Ақылбековамен сұхбат бүгін жарияланды."

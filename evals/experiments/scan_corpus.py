@@ -3,6 +3,7 @@
     python -m evals.experiments.scan_corpus write --out DIR [--dpi 150 300] [--mode g4|jpeg]
     python -m evals.experiments.scan_corpus sizes [--pages 20]
     python -m evals.experiments.scan_corpus upload --out DIR [--pages 20]
+    python -m evals.experiments.scan_corpus reread --out DIR [--dpi 300] [--pages-per-doc 2]
     python -m evals.experiments.scan_corpus report --out DIR --upload DIR/upload-….json \
         [--write BENCHMARKS.md]
 
@@ -319,7 +320,8 @@ def report(out: Path, dpis: Sequence[int], upload_file: Path) -> str:
         "",
         f"Measured {day} on 2 cores **shared with about five other engineers' jobs** (speed "
         "figures are pessimistic; quality figures do not depend on load). Tesseract "
-        f"{tesseract_version()} (kaz+rus+eng, LSTM), pages rendered by pypdfium2 at 300 dpi. "
+        f"{tesseract_version()} (kaz+rus+eng, LSTM), pages rendered by pypdfium2 at 300 dpi, then "
+        "the look-alike repair (`rag.readers.script`, Latin/Cyrillic twins). "
         "The five seed documents are typeset on A4 (DejaVu Sans 11 pt) and scanned as a "
         f"document scanner does (skew within ±{MAX_SKEW_DEGREES}°, sensor noise σ "
         f"{NOISE_SIGMA:g}, a soft edge, white point {WHITE_POINT}), written as {mode} "
@@ -384,6 +386,53 @@ def report(out: Path, dpis: Sequence[int], upload_file: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reread_cost(out: Path, dpi: int, pages_per_doc: int) -> dict[str, Any]:
+    """What the look-alike re-read (``rag.readers.ocr.reread_latin``) adds to OCR.
+
+    The first ``pages_per_doc`` pages of each scan in ``out/scans-<dpi>`` are read once by
+    Tesseract (kaz+rus+eng, one thread) and the words repaired; the re-read is then timed on
+    the same words, so both figures come from the same pages under the same load.
+    """
+    import pypdfium2 as pdfium
+
+    from rag.readers import ocr
+    from rag.readers.pdf import render_page
+
+    base_s = reread_s = 0.0
+    pages = with_words = reread = changed = 0
+    langs = ocr.require_ocr("scan")
+    for path in sorted((out / f"scans-{dpi}").glob("*.pdf")):
+        data = path.read_bytes()
+        for index in range(min(pages_per_doc, len(pdfium.PdfDocument(data)))):
+            image = render_page(data, index)
+            buf = io.BytesIO()
+            image.convert("L").save(buf, format="PNG")
+            t = time.perf_counter()
+            tsv = ocr._tesseract(
+                ["stdin", "stdout", "-l", langs, "--psm", "3", "tsv"], buf.getvalue(), path.name
+            )
+            words = ocr.repair_scripts(ocr.words_from_tsv(tsv))
+            base_s += time.perf_counter() - t
+            t = time.perf_counter()
+            after = ocr.reread_latin(image, words, path.name)
+            reread_s += time.perf_counter() - t
+            n = len(ocr.lookalike_words(words))
+            pages += 1
+            with_words += n > 0
+            reread += n
+            changed += sum(a.text != b.text for a, b in zip(words, after, strict=True))
+    return {
+        "dpi": dpi,
+        "pages": pages,
+        "pages_with_lookalike_words": with_words,
+        "words_reread": reread,
+        "words_changed": changed,
+        "ocr_s": round(base_s, 2),
+        "reread_s": round(reread_s, 2),
+        "reread_share": round(reread_s / base_s, 4) if base_s else None,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the scans, print scan sizes, or time an upload (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -399,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--pages", type=int, default=20)
     sp.add_argument("--dpi", type=int, default=300)
     sp.add_argument("--mode", choices=MODES, default="g4")
+    sp = sub.add_parser("reread", help="the cost of the look-alike re-read on the scans")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--dpi", type=int, default=300)
+    sp.add_argument("--pages-per-doc", type=int, default=2)
     sp = sub.add_parser("report", help="the BENCHMARKS.md section from a finished study")
     sp.add_argument("--out", type=Path, required=True)
     sp.add_argument("--dpi", type=int, nargs="+", default=[300, 150])
@@ -414,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_section(args.write, body, name="ocr")
     elif args.command == "write":
         write(args.out, args.dpi, args.mode)
+    elif args.command == "reread":
+        print(json.dumps(reread_cost(args.out, args.dpi, args.pages_per_doc), indent=2))
     elif args.command == "sizes":
         for name, mb in sizes(args.pages).items():
             print(f"{args.pages} pages {name}: {mb:.2f} MB")
