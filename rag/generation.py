@@ -76,7 +76,13 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         ),
     ),
     "reason": (
-        re.compile(r"\b(неге|не үшін|себебі не|почему|зачем|по какой причине|why)\b", re.I),
+        # «неліктен», «не себепті» and a question about a reason («себебін немен түсіндіреді»)
+        # ask why as much as «неге» does.
+        re.compile(
+            r"\b(неге|не үшін|неліктен|не себепті|не себептен|себебі не|себебін|почему|зачем|"
+            r"отчего|по какой причине|why)\b",
+            re.I,
+        ),
         re.compile(r"себеб|өйткені|сондықтан|себепті|салдар|байланысты|үшін|нәтижесінде", re.I),
     ),
 }
@@ -92,6 +98,77 @@ def is_question(text: str) -> bool:
     (they share its topic and its question word) but hold no answer.
     """
     return text.rstrip(' "»)').endswith("?")
+
+
+# An interview's turns: «– …» lines, or «Азаттық: …» after a speaker's name.
+_DASH_TURN = re.compile(r"^[–—-]\s")
+_LABEL_TURN = re.compile(r"^([A-ZА-ЯЁӘҒҚҢӨҰҮҺІ][\w.-]*(?:\s[A-ZА-ЯЁӘҒҚҢӨҰҮҺІ][\w.-]*){0,2}):\s")
+
+
+def asking_turns(sents: Sequence[Sentence]) -> set[int]:
+    """Indices of the sentences an interviewer says, in a document made of turns.
+
+    An interviewer's turn often opens with a statement that names the subject («– Жансейіт
+    Қансейітұлы, … Қордай ауданында болып қайттыңыз.», «Азаттық: 2022 жылғы Қаңтар оқиғалары
+    … сөз болыпты.») before its question; only the question ends in «?». The asking side is
+    found from the turns that end in a question: in dash turns, the alternate turns (every
+    other one) when at least two of them end in «?» and at most a third as many of the others
+    do; in labelled turns, the speaker whose turns end in «?» (two or more), when another
+    speaker has two turns too. Its turns' sentences are returned; a dash after a colon is a
+    list item, not a turn.
+    """
+    out: set[int] = set()
+    dash = [
+        i
+        for i, s in enumerate(sents)
+        if _DASH_TURN.match(s.text.lstrip()) and not (i > 0 and _after_colon(sents, i))
+    ]
+    if len(dash) >= 4:
+        turns = [range(a, b) for a, b in zip(dash, [*dash[1:], len(sents)], strict=True)]
+        asks = [is_question(sents[t[-1]].text) for t in turns]
+        for parity in (0, 1):
+            mine = sum(asks[parity::2])
+            other = sum(asks[1 - parity :: 2])
+            if mine >= 2 and 3 * other <= mine:
+                for t in turns[parity::2]:
+                    out.update(t)
+                break
+    labels = [
+        (i, m.group(1).split()[-1])
+        for i, s in enumerate(sents)
+        if (m := _LABEL_TURN.match(s.text.lstrip()))
+    ]
+    if len(labels) >= 4:
+        ends = [*(i for i, _ in labels[1:]), len(sents)]
+        spans = [(name, range(i, e)) for (i, name), e in zip(labels, ends, strict=True)]
+        counts: dict[str, int] = {}
+        asked: dict[str, int] = {}
+        for name, t in spans:
+            counts[name] = counts.get(name, 0) + 1
+            asked[name] = asked.get(name, 0) + is_question(sents[t[-1]].text)
+        asker = max(asked, key=lambda n: asked[n])
+        if asked[asker] >= 2 and any(n != asker and c >= 2 for n, c in counts.items()):
+            for name, t in spans:
+                if name == asker:
+                    out.update(t)
+    return out
+
+
+def _after_colon(sents: Sequence[Sentence], i: int) -> bool:
+    """Whether the dash item ``sents[i]`` belongs to a list under a colon."""
+    j = i - 1
+    while j >= 0 and _DASH_TURN.match(sents[j].text.lstrip()) and i - j <= 30:
+        j -= 1
+    return j >= 0 and sents[j].text.rstrip(' "»').endswith(":")
+
+
+def _asking_spans(index: CorpusIndex, docs: set[str]) -> set[tuple[str, int, int]]:
+    """``(doc, start, end)`` of the interviewer's sentences in ``docs`` (:func:`asking_turns`)."""
+    out: set[tuple[str, int, int]] = set()
+    for doc in docs:
+        sents = [p[0] for p in index.doc_sentences.get(doc, [])]
+        out.update((doc, sents[i].start, sents[i].end) for i in asking_turns(sents))
+    return out
 
 
 def answer_type(question: str) -> str | None:
@@ -161,6 +238,10 @@ class GeneratorConfig:
     # A sentence that asks a question (an interviewer's turn: «… қандай қадамдар жасалды?»)
     # restates the asker's topic but answers nothing; it is not quoted (chosen on the dev split).
     skip_questions: bool = True
+    # Nor is any sentence of an interviewer's turn (:func:`asking_turns`): «– Жансейіт
+    # Қансейітұлы, … Қордай ауданында болып қайттыңыз.» names the question's subjects and
+    # answers nothing either (chosen on the dev split).
+    skip_asking_turns: bool = True
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -213,6 +294,9 @@ def score_sentences(
         fresh = embed([cands[i][0].text for i in missing])
         for i, v in zip(missing, fresh, strict=True):
             cands[i] = (cands[i][0], cands[i][1], v)
+    asking = (
+        _asking_spans(index, {h.chunk.doc_id for h in hits}) if config.skip_asking_turns else set()
+    )
     out = []
     for s, hit, vec in cands:
         # Captions and names («Роза Ақылбекова.») embed close to any question on their topic
@@ -223,6 +307,8 @@ def score_sentences(
         if s.text.strip(" .") == hit.chunk.title.strip(" .…"):
             continue
         if config.skip_questions and is_question(s.text):
+            continue
+        if (hit.chunk.doc_id, s.start, s.end) in asking:
             continue
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(q_terms, set(analyze(s.text)), index.term_idf)
