@@ -242,6 +242,9 @@ class GeneratorConfig:
     # Қансейітұлы, … Қордай ауданында болып қайттыңыз.» names the question's subjects and
     # answers nothing either (chosen on the dev split).
     skip_asking_turns: bool = True
+    # A question joining two subjects («A мен B») quotes the best sentence of each subject's
+    # document instead of the whole question's best (:func:`cover_subjects`; dev split).
+    cover_subjects: bool = True
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -460,6 +463,26 @@ def spread(
         if cand.hit.chunk.doc_id not in docs:
             out.append(cand)
             docs.add(cand.hit.chunk.doc_id)
+    return out
+
+
+def cover_subjects(per_subject: Sequence[Sequence[ScoredSentence]]) -> list[ScoredSentence]:
+    """The best sentence of each subject's document, one per document, in subject order.
+
+    ``per_subject`` holds, for each subject a question joins («HAQ мәлімдемесі мен Түймебаев
+    сұхбатында»), the scored sentences of its document's passages, best first, scored for
+    what the question asks without the subjects' names. On the dev split one sentence per
+    subject beat adding them to the whole question's choice (citation precision 0.570 →
+    0.592, key facts unchanged): the whole question's best sentences name a subject («HAQ
+    қозғалысы … көңіл айтады») without answering.
+    """
+    out: list[ScoredSentence] = []
+    docs: set[str] = set()
+    for scored in per_subject:
+        best = next((c for c in scored if c.hit.chunk.doc_id not in docs), None)
+        if best is not None:
+            out.append(best)
+            docs.add(best.hit.chunk.doc_id)
     return out
 
 

@@ -23,7 +23,7 @@ import rag.pipeline
 from evals.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
 from evals.metrics import figures
 from rag.pipeline import Engine, get_engine
-from rag.retriever import multi_subject, subject_queries
+from rag.retriever import multi_subject, subject_split
 from rag.settings import from_env
 from rag.sources import load_corpus
 
@@ -77,10 +77,11 @@ def main() -> None:
     # rag.retriever whether a question has several subjects; a variant without the spread
     # replaces the names they look up (experiment only).
     never: Callable[[str], bool] = lambda q: False  # noqa: E731
-    nothing: Callable[[str], list[str]] = lambda q: []  # noqa: E731
+    nothing: Callable[[str], None] = lambda q: None  # noqa: E731
     for spread_on in [v == "on" for v in args.spread.split(",")]:
         rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
-        rag.pipeline.subject_queries = subject_queries if spread_on else nothing  # type: ignore[assignment]
+        rag.pipeline.subject_split = subject_split if spread_on else nothing  # type: ignore[assignment]
+        rag.generators.extractive.subject_split = subject_split if spread_on else nothing  # type: ignore[assignment]
         rag.generators.extractive.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
@@ -106,7 +107,8 @@ def main() -> None:
                     )
                     print(_row(name, measure(view, rows, all_rows)), flush=True)
     rag.pipeline.multi_subject = multi_subject  # type: ignore[assignment]
-    rag.pipeline.subject_queries = subject_queries  # type: ignore[assignment]
+    rag.pipeline.subject_split = subject_split  # type: ignore[assignment]
+    rag.generators.extractive.subject_split = subject_split  # type: ignore[assignment]
     rag.generators.extractive.multi_subject = multi_subject  # type: ignore[assignment]
 
 
