@@ -245,6 +245,12 @@ class GeneratorConfig:
     # A question joining two subjects («A мен B») quotes the best sentence of each subject's
     # document instead of the whole question's best (:func:`cover_subjects`; dev split).
     cover_subjects: bool = True
+    # A «қанша?» question prefers the sentence whose number counts what it asks about
+    # («70 мың **дүнген**»: the number within two words of the counted noun) by this much
+    # of ``w_cue``, and a question with two counts gets a sentence for each (:func:`counted`,
+    # :func:`cover_counts`; chosen on the dev split).
+    w_counted: float = 0.5
+    cover_counts: bool = True
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -283,6 +289,7 @@ def score_sentences(
     q_terms = set(index.lexical.query_terms(question))
     kind = answer_type(question)
     cue_pat = _CUES[kind][1] if kind else None
+    counts = count_foci(question) if kind == "number" and config.w_counted else []
     seen: set[tuple[str, int, int]] = set()
     cands: list[tuple[Sentence, Hit, np.ndarray | None]] = []
     for hit in hits:
@@ -316,6 +323,8 @@ def score_sentences(
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(q_terms, set(analyze(s.text)), index.term_idf)
         cue = 1.0 if cue_pat is not None and cue_pat.search(s.text) else 0.0
+        if cue and any(counted(s.text, f) for f in counts):
+            cue += config.w_counted
         # Very short sentences («Роза Ақылбекова.») embed close to anything on the topic.
         short = min(1.0, len(s.text) / 40)
         score = (
@@ -407,6 +416,80 @@ def focus_terms(question: str) -> set[str]:
     if m.group(1).lower() == "қашан":
         return set(before[-1:])
     return set(after[:1])
+
+
+_COUNT_WORD = re.compile(r"\b(қанша|неше|сколько|how many|how much)\b", re.I)
+# A number as written: digits («5000-нан», «4,5»), or a number word with its case ending
+# («мыңнан», «мыңға»); the words that qualify it («астам», «жуық», "more than") belong to it.
+_NUMBER_TOKEN = re.compile(
+    r"^(?:\d[\d.,]*(?:-[^\W\d_]+)?|(?:млн|млрд|миллион|миллиард|мың|жүз)[^\W\d_]{0,4}|бір|екі|"
+    r"үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|жиырма|отыз|қырық|елу|алпыс|жетпіс|сексен|тоқсан|"
+    r"оннан|ондаған|жүздеген|мыңдаған|тыс|тысяч\w*|thousand|million)$",
+    re.I,
+)
+_APPROX = re.compile(
+    r"^(?:астам|жуық|аса|артық|шамасында|ғана|более|около|свыше|over|about|more|than|some)$", re.I
+)
+# «5000-нан» is one word here: its case ending is not a word between the number and the noun.
+_HYPHENATED = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+
+
+def count_foci(question: str) -> list[set[str]]:
+    """What each «қанша/неше/сколько/how many» of a question counts: the stems after it.
+
+    «қанша қоғамдық медиация орталығы бар және оларда қанша медиатор жұмыс істейді?» asks
+    two counts: {қоғамд, медиац, орталығ} and {медиат, жұмыс, істе}. Up to three stems after
+    each count word, up to the next one.
+    """
+    marks = list(_COUNT_WORD.finditer(question))
+    out = []
+    for k, m in enumerate(marks):
+        end = marks[k + 1].start() if k + 1 < len(marks) else len(question)
+        stems = analyze(question[m.end() : end])[:3]
+        if stems:
+            out.append(set(stems))
+    return out
+
+
+def counted(text: str, focus: set[str]) -> bool:
+    """Whether a number in ``text`` counts one of ``focus``: «70 мың дүнген», «5000-нан астам
+    медиатор», «9 мыңнан астам іс-шара» (the counted word within two words after the number
+    and its qualifiers; a year counts nothing)."""
+    words = _HYPHENATED.findall(text)
+    for i, w in enumerate(words):
+        if _NUMBER_TOKEN.match(w) and not re.fullmatch(r"(?:19|20)\d\d\b.*", w):
+            j = i + 1
+            while j < len(words) and (_NUMBER_TOKEN.match(words[j]) or _APPROX.match(words[j])):
+                j += 1
+            if focus & set(analyze(" ".join(words[j : j + 2]))):
+                return True
+    return False
+
+
+def cover_counts(
+    chosen: Sequence[ScoredSentence], scored: Sequence[ScoredSentence], question: str
+) -> list[ScoredSentence]:
+    """A question asking two counts gets a sentence for each (the best one that gives it).
+
+    «… қанша орталық бар және оларда қанша медиатор жұмыс істейді?»: the two numbers are in
+    two sentences, and the second («Олардың құрамында 5000-нан астам медиатор бар») scores
+    below the margin of the first.
+    """
+    foci = count_foci(question) if answer_type(question) == "number" else []
+    if len(foci) < 2:
+        return list(chosen)
+    out = list(chosen)
+    for focus in foci:
+        if any(counted(c.sentence.text, focus) for c in out):
+            continue
+        best = next((c for c in scored if counted(c.sentence.text, focus)), None)
+        if best is not None and all(best is not c for c in out):
+            out.append(best)
+    first_pos: dict[str, int] = {}
+    for i, c in enumerate(out):
+        first_pos.setdefault(c.hit.chunk.doc_id, i)
+    out.sort(key=lambda c: (first_pos[c.hit.chunk.doc_id], c.sentence.start))
+    return out
 
 
 def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[ScoredSentence]:

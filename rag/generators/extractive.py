@@ -14,6 +14,7 @@ from rag.generation import (
     GeneratorConfig,
     abstain_text,
     compose,
+    cover_counts,
     cover_subjects,
     detail_gain,
     follow,
@@ -79,6 +80,8 @@ class ExtractiveGenerator:
             chosen = cover_subjects(best)
         else:
             chosen = select(scored, cfg)
+            if cfg.cover_counts:  # «қанша … және қанша …»: a sentence for each count
+                chosen = cover_counts(chosen, scored, query)
             if multi_subject(query):  # a second subject's best sentence, when it scores close
                 chosen = spread(chosen, scored, cfg)
         # A chosen sentence that announces a list or a reason brings the sentences carrying it.
