@@ -434,18 +434,22 @@ _APPROX = re.compile(
 _HYPHENATED = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
 
+_EXISTS = frozenset({"бар", "жоқ", "есть", "there", "are", "is"})
+
+
 def count_foci(question: str) -> list[set[str]]:
     """What each «қанша/неше/сколько/how many» of a question counts: the stems after it.
 
     «қанша қоғамдық медиация орталығы бар және оларда қанша медиатор жұмыс істейді?» asks
-    two counts: {қоғамд, медиац, орталығ} and {медиат, жұмыс, істе}. Up to three stems after
-    each count word, up to the next one.
+    two counts: {қоғамд, медиац} and {медиат, жұмыс}: the first two stems after each count
+    word, up to the next one.
     """
     marks = list(_COUNT_WORD.finditer(question))
     out = []
     for k, m in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(question)
-        stems = analyze(question[m.end() : end])[:3]
+        # The counted noun and the word after it; «бар» (there is) counts nothing.
+        stems = [t for t in analyze(question[m.end() : end]) if t not in _EXISTS][:2]
         if stems:
             out.append(set(stems))
     return out
