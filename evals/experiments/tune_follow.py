@@ -1,7 +1,7 @@
 """Measure the multi-sentence answer rules by question type, on and off, on one split.
 
     python -m evals.experiments.tune_follow [--split dev] [--follow 0,3,5] [--margin 0.1,0.15]
-        [--spread off,on] [--promote 0,0.1] [--skip-questions 0,1]
+        [--spread off,on] [--promote 0,0.1] [--skip-questions 0,1] [--round2 0,1]
 
 Every variant answers the split through the real pipeline (``evals.evaluation.run_questions``)
 with one engine: following the document (``GeneratorConfig.max_follow``) and the multi-subject
@@ -66,6 +66,11 @@ def main() -> None:
         default="1",
         help="skip_questions values (1: source questions not quoted)",
     )
+    ap.add_argument(
+        "--round2",
+        default="1",
+        help="the second round's rules (interviewer turns, one sentence per subject, counts): 0/1",
+    )
     args = ap.parse_args()
     engine = get_engine(from_env())
     all_rows = load_questions(DEFAULT_QUESTIONS)
@@ -86,10 +91,11 @@ def main() -> None:
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
             for margin in margins:
-                for promote, skip in [
-                    (float(p), q == "1")
+                for promote, skip, round2 in [
+                    (float(p), q == "1", r == "1")
                     for p in args.promote.split(",")
                     for q in args.skip_questions.split(",")
+                    for r in args.round2.split(",")
                 ]:
                     # A new engine view: its answerer is made from the configuration it gets
                     # (assigning engine.generator would leave the answerer on the old one).
@@ -99,11 +105,16 @@ def main() -> None:
                         spread_margin=margin,
                         promote_margin=promote,
                         skip_questions=skip,
+                        skip_asking_turns=round2,
+                        cover_subjects=round2,
+                        cover_counts=round2,
+                        w_counted=base.w_counted if round2 else 0.0,
                     )
                     view = dataclasses.replace(engine, generator=cfg)
                     name = (
                         f"spread={'on' if spread_on else 'off'} margin={margin} "
-                        f"max_follow={follow} promote={promote} skip_questions={int(skip)}"
+                        f"max_follow={follow} promote={promote} skip_questions={int(skip)} "
+                        f"round2={int(round2)}"
                     )
                     print(_row(name, measure(view, rows, all_rows)), flush=True)
     rag.pipeline.multi_subject = multi_subject  # type: ignore[assignment]
