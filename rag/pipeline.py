@@ -25,7 +25,7 @@ from rag.generation import GeneratorConfig
 from rag.generators import AnswerGenerator, GenerationRequest, make_generator
 from rag.index import CorpusIndex
 from rag.language import LANGUAGE_NAMES, LanguageGuess, identify
-from rag.retriever import Retriever, multi_subject, subject_queries
+from rag.retriever import Retriever, multi_subject, subject_split
 from rag.schema import MARKER_RE, Answer, Citation, Hit
 from rag.settings import Settings
 from rag.store_index import open_any
@@ -185,8 +185,8 @@ def retrieve(
 
     A question about several subjects («HAQ мәлімдемесі мен Түймебаев сұхбатында …») gets
     passages of at least two documents in its top 5 (:func:`rag.retriever.multi_subject`),
-    and each subject it joins with «мен/және/and» is searched on its own too
-    (:func:`rag.retriever.subject_queries`).
+    and the document of each subject it joins with «мен/және/and» is searched for what the
+    question asks about it (:func:`rag.retriever.subject_split`).
     """
     with engine.lock:
         retriever = engine.retriever
@@ -197,7 +197,7 @@ def retrieve(
         query_vector=query_vector,
         lexical_query=lexical_query,
         spread=n_docs,
-        subqueries=subject_queries(query),
+        subjects=subject_split(query),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,17 +59,30 @@ def _is_subject(words: Sequence[str], at_start: bool) -> bool:
     )
 
 
-def subject_queries(question: str) -> list[str]:
-    """One query per subject of «A мен B» in a multi-subject question, the other one left out.
+@dataclass(frozen=True)
+class Subjects:
+    """The two subjects a question joins («A мен B», "A and B"), and what it asks about them.
 
-    «… HAQ мәлімдемесі мен Түймебаев сұхбатында … айтылады?» gives «… HAQ мәлімдемесі …
-    айтылады?» and «… Түймебаев сұхбатында … айтылады?»: each finds its own document, where
-    the whole question lets the better-matched one fill the top passages. A side is the two
-    words next to the conjunction (three when the third is a source noun: "the student
-    paper"), and must name a source or a name; otherwise there is nothing to split (``[]``).
+    ``sides`` are the words naming each subject («HAQ мәлімдемесі», «Түймебаев сұхбатында»);
+    ``queries`` the question once per subject, the other one left out; ``content`` the question
+    with both left out («… Қордай оқиғасына құқық қорғау органдарының қандай кінәсі болғаны
+    айтылады?»): what each subject's document is searched for.
+    """
+
+    sides: tuple[str, str]
+    queries: tuple[str, str]
+    content: str
+    names: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+
+
+def subject_split(question: str) -> Subjects | None:
+    """The subjects of «A мен B» in a multi-subject question (``None``: nothing to split).
+
+    A side is the two words next to the conjunction (three when the third is a source noun:
+    "the student paper"), and must name a source or a name.
     """
     if not multi_subject(question):
-        return []
+        return None
     for m in _JOIN.finditer(question):
         before = list(_WORD.finditer(question[: m.start()]))[-2:]
         after = list(_WORD.finditer(question, m.end()))[:3]
@@ -87,11 +101,44 @@ def subject_queries(question: str) -> list[str]:
             continue
         a, b = before[0].start(), after[-1].end()
         head, tail = question[:a], question[b:]
-        return [
-            f"{head}{question[a : before[-1].end()]}{tail}",
-            f"{head}{question[after[0].start() : b]}{tail}",
-        ]
-    return []
+        sides = (question[a : before[-1].end()], question[after[0].start() : b])
+        return Subjects(
+            sides=sides,
+            queries=(f"{head}{sides[0]}{tail}", f"{head}{sides[1]}{tail}"),
+            content=re.sub(r"\s+", " ", f"{head}{tail}").strip(),
+            names=(
+                tuple(subject_names(sides[0], question)),
+                tuple(subject_names(sides[1], question)),
+            ),
+        )
+    return None
+
+
+def subject_queries(question: str) -> list[str]:
+    """One query per subject of «A мен B» in a multi-subject question, the other one left out.
+
+    «… HAQ мәлімдемесі мен Түймебаев сұхбатында … айтылады?» gives «… HAQ мәлімдемесі …
+    айтылады?» and «… Түймебаев сұхбатында … айтылады?» (:func:`subject_split`); ``[]`` when
+    there is nothing to split.
+    """
+    split = subject_split(question)
+    return [] if split is None else list(split.queries)
+
+
+def subject_names(side: str, question: str) -> list[str]:
+    """The names in a subject's words: capitalised or upper-case words («HAQ», «Түймебаев»).
+
+    A capital that only opens the question is not a name; source nouns («сұхбат», "paper")
+    name a kind of document, not which one.
+    """
+    out = []
+    for w in _WORD.findall(side):
+        if _SOURCE_WORD.fullmatch(w):
+            continue
+        opens = question.lstrip().startswith(w)
+        if (w.isupper() and len(w) > 1) or (w[:1].isupper() and not opens):
+            out.append(w)
+    return out
 
 
 def interleave(lists: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
@@ -175,6 +222,7 @@ class Retriever:
         lexical_query: str | None = None,
         spread: int = 1,
         subqueries: Sequence[str] = (),
+        subjects: Subjects | None = None,
     ) -> list[Hit]:
         """The top ``k`` chunks for ``query``: ``mode`` is ``hybrid``, ``dense`` or ``lexical``.
 
@@ -185,6 +233,10 @@ class Retriever:
         (:func:`spread_documents`, for questions about several subjects). ``subqueries`` (one
         per subject, :func:`subject_queries`) are searched too, and their rankings and the whole
         question's are merged rank by rank (:func:`interleave`).
+        ``subjects`` (:func:`subject_split`) puts each subject's document first: the document
+        a subject names (:meth:`subject_documents`), searched for what the question asks
+        about it (``subjects.content``), its best chunks ahead of the whole question's
+        ranking; those hits carry the subject's number (``Hit.subject``).
         """
         lex_q = lexical_query or query
         if mode not in ("hybrid", "dense", "lexical"):
@@ -193,11 +245,87 @@ class Retriever:
             return []
         n = max(k, self.candidates)
         fused, dense, lexical = self._rank(query, n, mode, query_vector, lex_q)
-        if subqueries and mode == "hybrid":
+        owner: dict[int, int] = {}
+        if subjects is not None and mode == "hybrid":
+            per_doc = self.subject_rankings(subjects)
+            for number, ranked in enumerate(per_doc):
+                for row, _ in ranked:
+                    owner.setdefault(row, number)
+            if per_doc:
+                # Each subject's document first, rank by rank, then the whole question's.
+                fused = interleave([*per_doc, fused])
+        elif subqueries and mode == "hybrid":
             # Each subject's own ranking first, rank by rank, then the whole question's.
             subs = [self._rank(q, n, mode, None, q)[0] for q in subqueries]
             fused = interleave([*subs, fused])
-        return self._hits(fused, k, spread, dict(dense), dict(lexical))
+        return self._hits(fused, k, spread, dict(dense), dict(lexical), owner)
+
+    # A subject's document gives this many chunks to the top of the ranking.
+    SUBJECT_CHUNKS = 2
+
+    def subject_documents(self, subjects: Subjects, content_vec: np.ndarray) -> list[str]:
+        """The document each subject names, one per subject, distinct (maybe fewer).
+
+        A subject with a name («HAQ», «Түймебаев», "Tuimebayev's") is one of the documents
+        whose words hold the name (BM25, with the bridged spellings); of several («HAQ»
+        signs two statements), the one that best matches what the question asks
+        (``subjects.content``). A subject without a name («студенттік мақала», "the student
+        paper") is the first document of its own words' ranking.
+        """
+        content = self._doc_best(subjects.content, content_vec)
+        docs: list[str] = []
+        for side, names in zip(subjects.sides, subjects.names, strict=True):
+            cands: list[str] = []
+            if names:
+                for row, _ in self.index.lexical.search(" ".join(names), 1000):
+                    d = self.index.chunks[row].doc_id
+                    if d not in cands and d not in docs:
+                        cands.append(d)
+                cands.sort(key=lambda d: content.get(d, len(self.index.chunks)))
+            if not cands:
+                for row, _ in self._rank(side, max(20, self.candidates), "hybrid", None, side)[0]:
+                    d = self.index.chunks[row].doc_id
+                    if d not in cands and d not in docs:
+                        cands.append(d)
+            if cands:
+                docs.append(cands[0])
+        return docs
+
+    def _doc_best(self, query: str, qvec: np.ndarray) -> dict[str, int]:
+        """Each document's best rank in the hybrid ranking of ``query`` (its top chunks)."""
+        fused = self._rank(query, max(50, self.candidates), "hybrid", qvec, query)[0]
+        out: dict[str, int] = {}
+        for rank, (row, _) in enumerate(fused):
+            out.setdefault(self.index.chunks[row].doc_id, rank)
+        return out
+
+    def subject_rankings(self, subjects: Subjects) -> list[list[tuple[int, float]]]:
+        """Per subject, the best chunks of its document for ``subjects.content``.
+
+        The subject's words stay out of this search: they are in its document's title, so
+        with them the title chunk outranks the passage that answers.
+        """
+        qvec = self.embedder.embed_queries([subjects.content])[0]
+        docs = self.subject_documents(subjects, qvec)
+        if len(docs) < 2:
+            return []
+        lex_all = self.index.lexical.scores(subjects.content)
+        weight = self.lexical_weight_for(subjects.content)
+        out = []
+        for doc in docs:
+            rows = [i for i, c in enumerate(self.index.chunks) if c.doc_id == doc]
+            if len(self.index.vectors) == len(self.index.chunks):
+                dense_s = self.index.vectors[rows] @ qvec
+            else:  # a shared store keeps no vectors here: the store scores the chunks
+                found = dict(self.index.dense.search(qvec[None, :], len(self.index.chunks))[0])
+                dense_s = np.array([found.get(r, -1.0) for r in rows])
+            dense = sorted(zip(rows, map(float, dense_s), strict=True), key=lambda x: -x[1])
+            lexical = sorted(
+                ((r, float(lex_all[r])) for r in rows if lex_all[r] > 0), key=lambda x: -x[1]
+            )
+            fused = fuse([dense, lexical], [1.0, weight], method=self.method, k=self.rrf_k)
+            out.append(fused[: self.SUBJECT_CHUNKS])
+        return out
 
     def _rank(
         self,
@@ -238,6 +366,7 @@ class Retriever:
         spread: int,
         dense_s: dict[int, float],
         lex_s: dict[int, float],
+        owner: dict[int, int] | None = None,
     ) -> list[Hit]:
         """The top ``k`` of a fused ranking as hits, spread over ``spread`` documents."""
         if spread > 1:
@@ -250,6 +379,7 @@ class Retriever:
                 rank=rank,
                 dense=dense_s.get(row),
                 lexical=lex_s.get(row),
+                subject=(owner or {}).get(row),
             )
             for rank, (row, score) in enumerate(fused[:k], start=1)
         ]

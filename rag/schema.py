@@ -138,6 +138,9 @@ class Hit:
     rank: int
     dense: float | None = None
     lexical: float | None = None
+    # For a question about two subjects («A мен B»): which subject's document this chunk was
+    # found for (0 or 1), ``None`` otherwise (rag.retriever.Retriever.subject_rankings).
+    subject: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``retrieved`` entry of the answer object."""

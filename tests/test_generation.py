@@ -87,6 +87,7 @@ class _Index:
         self.vectors = vectors
         self.lexical = _Lexical()
         self.term_idf: dict[str, float] = {}
+        self.doc_sentences: dict[str, list[tuple[Sentence, Chunk]]] = {}
 
     def sentence_vector(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         return self.vectors.get((doc_id, start, end))

@@ -1,7 +1,7 @@
 """Measure the multi-sentence answer rules by question type, on and off, on one split.
 
     python -m evals.experiments.tune_follow [--split dev] [--follow 0,3,5] [--margin 0.1,0.15]
-        [--spread off,on] [--promote 0,0.1] [--skip-questions 0,1]
+        [--spread off,on] [--promote 0,0.1] [--skip-questions 0,1] [--round2 0,1]
 
 Every variant answers the split through the real pipeline (``evals.evaluation.run_questions``)
 with one engine: following the document (``GeneratorConfig.max_follow``) and the multi-subject
@@ -23,7 +23,7 @@ import rag.pipeline
 from evals.evaluation import DEFAULT_QUESTIONS, load_questions, run_questions, select_questions
 from evals.metrics import figures
 from rag.pipeline import Engine, get_engine
-from rag.retriever import multi_subject, subject_queries
+from rag.retriever import multi_subject, subject_split
 from rag.settings import from_env
 from rag.sources import load_corpus
 
@@ -66,6 +66,11 @@ def main() -> None:
         default="1",
         help="skip_questions values (1: source questions not quoted)",
     )
+    ap.add_argument(
+        "--round2",
+        default="1",
+        help="the second round's rules (interviewer turns, one sentence per subject, counts): 0/1",
+    )
     args = ap.parse_args()
     engine = get_engine(from_env())
     all_rows = load_questions(DEFAULT_QUESTIONS)
@@ -77,18 +82,20 @@ def main() -> None:
     # rag.retriever whether a question has several subjects; a variant without the spread
     # replaces the names they look up (experiment only).
     never: Callable[[str], bool] = lambda q: False  # noqa: E731
-    nothing: Callable[[str], list[str]] = lambda q: []  # noqa: E731
+    nothing: Callable[[str], None] = lambda q: None  # noqa: E731
     for spread_on in [v == "on" for v in args.spread.split(",")]:
         rag.pipeline.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
-        rag.pipeline.subject_queries = subject_queries if spread_on else nothing  # type: ignore[assignment]
+        rag.pipeline.subject_split = subject_split if spread_on else nothing  # type: ignore[assignment]
+        rag.generators.extractive.subject_split = subject_split if spread_on else nothing  # type: ignore[assignment]
         rag.generators.extractive.multi_subject = multi_subject if spread_on else never  # type: ignore[assignment]
         margins = [float(m) for m in args.margin.split(",")] if spread_on else [base.spread_margin]
         for follow in [int(x) for x in args.follow.split(",")]:
             for margin in margins:
-                for promote, skip in [
-                    (float(p), q == "1")
+                for promote, skip, round2 in [
+                    (float(p), q == "1", r == "1")
                     for p in args.promote.split(",")
                     for q in args.skip_questions.split(",")
+                    for r in args.round2.split(",")
                 ]:
                     # A new engine view: its answerer is made from the configuration it gets
                     # (assigning engine.generator would leave the answerer on the old one).
@@ -98,15 +105,21 @@ def main() -> None:
                         spread_margin=margin,
                         promote_margin=promote,
                         skip_questions=skip,
+                        skip_asking_turns=round2,
+                        cover_subjects=round2,
+                        cover_counts=round2,
+                        w_counted=base.w_counted if round2 else 0.0,
                     )
                     view = dataclasses.replace(engine, generator=cfg)
                     name = (
                         f"spread={'on' if spread_on else 'off'} margin={margin} "
-                        f"max_follow={follow} promote={promote} skip_questions={int(skip)}"
+                        f"max_follow={follow} promote={promote} skip_questions={int(skip)} "
+                        f"round2={int(round2)}"
                     )
                     print(_row(name, measure(view, rows, all_rows)), flush=True)
     rag.pipeline.multi_subject = multi_subject  # type: ignore[assignment]
-    rag.pipeline.subject_queries = subject_queries  # type: ignore[assignment]
+    rag.pipeline.subject_split = subject_split  # type: ignore[assignment]
+    rag.generators.extractive.subject_split = subject_split  # type: ignore[assignment]
     rag.generators.extractive.multi_subject = multi_subject  # type: ignore[assignment]
 
 

@@ -14,6 +14,8 @@ from rag.generation import (
     GeneratorConfig,
     abstain_text,
     compose,
+    cover_counts,
+    cover_subjects,
     detail_gain,
     follow,
     score_sentences,
@@ -22,7 +24,7 @@ from rag.generation import (
     support,
 )
 from rag.generators.base import Generated, GenerationRequest
-from rag.retriever import multi_subject
+from rag.retriever import multi_subject, subject_split
 
 if TYPE_CHECKING:
     from rag.conversation import Turn
@@ -62,9 +64,26 @@ class ExtractiveGenerator:
             gain = detail_gain(question, own, scored[0].vector, embedder.embed_queries)
             if gain > gain_limit:
                 return Generated(abstain_text(language), True, (), support=strength)
-        chosen = select(scored, cfg)
-        if multi_subject(query):  # a second subject's best sentence, when it scores close
-            chosen = spread(chosen, scored, cfg)
+        subjects = subject_split(query)
+        by_subject = [[h for h in request.hits if h.subject == n] for n in (0, 1)]
+        if cfg.cover_subjects and subjects is not None and all(by_subject):
+            # «A мен B»: each subject's document is quoted, its best sentence for what the
+            # question asks about it (the subjects' own words left out of the scoring: with
+            # them, sentences that name a subject without answering scored best).
+            cvec = embedder.embed_queries([subjects.content])[0]
+            best = [
+                score_sentences(
+                    cvec, subjects.content, hits, request.index, cfg, embedder.embed_passages
+                )
+                for hits in by_subject
+            ]
+            chosen = cover_subjects(best)
+        else:
+            chosen = select(scored, cfg)
+            if cfg.cover_counts:  # «қанша … және қанша …»: a sentence for each count
+                chosen = cover_counts(chosen, scored, query)
+            if multi_subject(query):  # a second subject's best sentence, when it scores close
+                chosen = spread(chosen, scored, cfg)
         # A chosen sentence that announces a list or a reason brings the sentences carrying it.
         chosen = follow(chosen, query, request.index, cfg, scored)
         text, citations = compose(chosen, language)
