@@ -635,6 +635,9 @@ def test_load_script_summary_and_report(tmp_path: Path) -> None:
         "documents": 5,
         "chunks": 77,
         "cpus": 2,
+        "batch_queries": False,
+        "server_cpu_ms_per_request": 62.5,
+        "capacity_rps": 32.0,
         "load_before": 1.0,
         "load_after": 2.0,
         "python": "3.11",
@@ -649,3 +652,5 @@ def test_load_script_summary_and_report(tmp_path: Path) -> None:
     assert text.count("<!-- load:start -->") == 1 == text.count("<!-- load:end -->")
     assert "p99" in text and "+50 MB, bound 150 MB: held" in text and "10: 930" in text
     assert "HTTPStatusError: 500" in text
+    assert "62.5 ms per request, so 2 cores could serve\n32.0 requests/s" in text
+    assert "query micro-batching off" in text
