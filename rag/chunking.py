@@ -139,8 +139,14 @@ def _boundaries(para: str) -> Iterator[int]:
                 depth = max(0, depth - m.group().count("»"))
             starts_new = nxt == "" or nxt.isupper() or nxt.isdigit() or nxt in '«"–—-•('
             long_quote = depth > 0 and end - last > 400
+            # A period between digits is part of a number: a date («23.10.20»), a decimal,
+            # a section number («2.1»); it never ends a sentence.
+            in_number = (
+                ch == "." and i > 0 and para[i - 1].isdigit() and para[end : end + 1].isdigit()
+            )
             if (
                 starts_new
+                and not in_number
                 and (depth == 0 or long_quote)
                 and not (ch == "." and m.group() == "." and _is_abbreviation(para, i))
                 and not (ch == "." and para[last:i].strip().isdigit())  # «1.» of a list

@@ -76,6 +76,18 @@ def test_numbered_list_items_stay_whole():
     assert "2. Бақылаушыларға рұқсат беру." in sents
 
 
+def test_a_period_inside_a_number_does_not_end_a_sentence():
+    # A signature date (seed doc 001 ends with «23.10.20»), a decimal and a section number.
+    text = "Мәлімдеме жарияланды. 23.10.20 Алматы. Өсім 4.5 пайыз болды. 2.1 бөлімде жазылған."
+    sents = [s.text for s in split_sentences(make_document("d.txt", text))]
+    assert sents == [
+        "Мәлімдеме жарияланды.",
+        "23.10.20 Алматы.",
+        "Өсім 4.5 пайыз болды.",
+        "2.1 бөлімде жазылған.",
+    ]
+
+
 def test_tiny_and_odd_documents():
     for raw in ["Қ", "😀 emoji only 😀", "a" * 5000, "Mixed Қазақ and English. Сөйлем!"]:
         doc = make_document("t.txt", raw)

@@ -13,10 +13,11 @@ import pytest
 
 from evals.experiments.ocr_quality import scanned_pdf
 from rag.readers import read_document
-from rag.readers.ocr import OcrWord, lookalike_words, repair_scripts
+from rag.readers.ocr import OcrWord, lookalike_words, repair_marks, repair_scripts
 from rag.readers.script import (
     CYRILLIC,
     LATIN,
+    bang_as_i,
     differs_in_shape,
     repair_line,
     single_script,
@@ -88,6 +89,42 @@ def test_the_tsv_words_are_repaired_per_line_and_look_alikes_are_found() -> None
     assert [w.text for w in fixed] == ["Асар", "мектеп", "НАО", "HAQ", "үй"]
     # Cyrillic words of look-alikes only, two letters or more: the ones read again.
     assert lookalike_words(fixed) == [0, 2]
+
+
+def test_an_exclamation_mark_read_for_i_is_written_as_i_only_where_the_text_goes_on() -> None:
+    # Inside a Cyrillic word, or ending one before lower case or a digit: a misread «і».
+    assert bang_as_i("б!р", None) == "бір"
+    assert bang_as_i("мелшер!", "4,5") == "мелшері"
+    assert bang_as_i("бүг!н", None) == "бүгін"
+    # A real exclamation: before a capital, a dash, nothing; after a Latin word or a digit.
+    assert bang_as_i("Керемет!", "Біз") == "Керемет!"
+    assert bang_as_i("Керемет!", "—") == "Керемет!"
+    assert bang_as_i("Керемет!", None) == "Керемет!"
+    assert bang_as_i("Yes!", "деді") == "Yes!"
+    assert bang_as_i("2021!", "жыл") == "2021!"
+    assert bang_as_i("бар!", "2.") == "бар!"  # the next item of a numbered list
+    assert bang_as_i("!", "мен") == "!"
+    assert bang_as_i("мектеп", "!") == "мектеп"
+
+
+def test_the_page_words_are_repaired_with_the_next_word_read() -> None:
+    def word(text: str, line: int) -> OcrWord:
+        return OcrWord(text, 90.0, (0, 0, 10, 10), (1, 1, line))
+
+    # The next word may be on the next line: the sentence goes on there.
+    words = [
+        word("қаражат", 1),
+        word("мелшер!", 1),
+        word("4,5", 2),
+        word("Міне!", 2),
+        word("Ол", 2),
+    ]
+    fixed = repair_marks(words)
+    assert [w.text for w in fixed] == ["қаражат", "мелшері", "4,5", "Міне!", "Ол"]
+    assert fixed[1].box == words[1].box and fixed[1].line == words[1].line
+    # Not across a paragraph's end: what starts the next paragraph starts a new sentence.
+    ends = [word("бар!", 1), OcrWord("бұл", 90.0, (0, 0, 10, 10), (1, 2, 1))]
+    assert [w.text for w in repair_marks(ends)] == ["бар!", "бұл"]
 
 
 # --- the real OCR path -----------------------------------------------------------------------

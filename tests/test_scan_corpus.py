@@ -76,7 +76,7 @@ def _study(root: Path) -> Path:
     upload = {
         "pages": 20, "dpi": 300, "mode": "g4", "bytes": 1_040_000, "total_s": 100.0,
         "marks_s": {"extracting": 1.0, "cleaning": 41.0, "updating": 42.0, "loading": 99.0},
-        "chunks": 48,
+        "chunks": 48, "load_before": 0.4, "load_after": 2.1,
     }  # fmt: skip
     (root / "upload.json").write_text(json.dumps(upload), encoding="utf-8")
     return root / "upload.json"
@@ -97,3 +97,4 @@ def test_the_report_measures_the_indexed_pages_and_compares_with_the_text_files(
     assert "| retrieval MRR@10 | 0.870 | 0.870 (+0.000) ✓ |" in body
     assert "placed approximately: 3 at 300 dpi" in body
     assert "**100 s** end to end — 40 s rendering and OCR (0.50 pages/s" in body
+    assert "the upload below ran at load average 0.4 → 2.1" in body

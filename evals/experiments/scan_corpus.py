@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import shutil
 import socket
@@ -219,12 +220,14 @@ def upload(out: Path, pages: int, dpi: int, mode: str) -> dict[str, Any]:
             while not server.started:
                 time.sleep(0.1)
             t0[0] = time.perf_counter()
+            load_before = os.getloadavg()[0]
             with httpx.Client(timeout=3600) as client:
                 reply = client.post(
                     f"http://127.0.0.1:{port}/api/documents",
                     files={"file": (f"scan{pages}.pdf", data, "application/pdf")},
                 )
             total = time.perf_counter() - t0[0]
+            load_after = os.getloadavg()[0]
         finally:
             server.should_exit = True
             thread.join(timeout=30)
@@ -241,6 +244,9 @@ def upload(out: Path, pages: int, dpi: int, mode: str) -> dict[str, Any]:
         "marks_s": {k: round(v, 1) for k, v in marks.items()},
         "chunks": doc.get("chunks"),
         "status": reply.status_code,
+        # 1-minute load average when the upload started and ended (this process included).
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / f"upload-{pages}p-{dpi}-{mode}.json").write_text(json.dumps(result, indent=2))
@@ -315,11 +321,16 @@ def report(out: Path, dpis: Sequence[int], upload_file: Path) -> str:
     ocr_s = marks["cleaning"] - marks.get("extracting", 0.0)
     mode = {"g4": "bilevel CCITT G4", "jpeg": f"greyscale JPEG q{JPEG_QUALITY}"}[meta["mode"]]
     day = time.strftime("%Y-%m-%d", time.gmtime())
+    load = (
+        f"the upload below ran at load average {up['load_before']:.1f} → {up['load_after']:.1f}"
+        if "load_before" in up
+        else "the upload's load average was not recorded"
+    )
     lines = [
         "## Documents and OCR (`python -m evals.experiments.scan_corpus`)",
         "",
-        f"Measured {day} on 2 cores **shared with about five other engineers' jobs** (speed "
-        "figures are pessimistic; quality figures do not depend on load). Tesseract "
+        f"Measured {day} on 2 cores; {load} (speed figures depend on the load, quality figures "
+        "do not). Tesseract "
         f"{tesseract_version()} (kaz+rus+eng, LSTM), pages rendered by pypdfium2 at 300 dpi, then "
         "the look-alike repair (`rag.readers.script`, Latin/Cyrillic twins). "
         "The five seed documents are typeset on A4 (DejaVu Sans 11 pt) and scanned as a "

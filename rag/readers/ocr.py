@@ -10,7 +10,8 @@ word of look-alikes takes its line's script (``rag.readers.script``). Kazakh dat
 name inside Kazakh text as its nearest Cyrillic shapes ("HAQ" as "НАО", every time at 300 dpi),
 so Cyrillic words made only of look-alikes are read once more with English data alone, and the
 Latin reading is kept where it sees a letter Cyrillic cannot have (BENCHMARKS.md § Documents
-and OCR).
+and OCR). A «!» inside a Cyrillic word, or ending one before text that goes on in lower case,
+is a misread «і» and is written as one.
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ def repair_scripts(words: list[OcrWord]) -> list[OcrWord]:
     return out
 
 
+def repair_marks(words: list[OcrWord]) -> list[OcrWord]:
+    """«!» read for a Cyrillic «і» written back as «і» (``rag.readers.script.bang_as_i``).
+
+    The word that follows counts only within the paragraph: after a paragraph's end a new
+    sentence starts whatever its first character.
+    """
+    out = list(words)
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        following = nxt.text if nxt is not None and nxt.line[:2] == w.line[:2] else None
+        fixed = script.bang_as_i(w.text, following)
+        if fixed != w.text:
+            out[i] = replace(w, text=fixed)
+    return out
+
+
 def lookalike_words(words: list[OcrWord]) -> list[int]:
     """Indexes of Cyrillic words drawn only with Latin look-alikes (two letters or more).
 
@@ -150,11 +167,6 @@ def text_from_words(words: list[OcrWord]) -> OcrPage:
     # Weighted by word length: a misread long word costs more than a misread one-letter one.
     confidence = sum(c * n for c, n in confs) / weight if weight else None
     return OcrPage("\n".join(out), confidence)
-
-
-def text_from_tsv(tsv: str) -> OcrPage:
-    """Rebuild page text from Tesseract's TSV, each word in one script (no second reading)."""
-    return text_from_words(repair_scripts(words_from_tsv(tsv)))
 
 
 def _tesseract(args: list[str], stdin: bytes | None, name: str) -> str:
@@ -224,4 +236,4 @@ def ocr_image(image: Image.Image, name: str = "page") -> OcrPage:
     image.convert("L").save(buf, format="PNG")
     tsv = _tesseract(["stdin", "stdout", "-l", langs, "--psm", "3", "tsv"], buf.getvalue(), name)
     words = repair_scripts(words_from_tsv(tsv))
-    return text_from_words(reread_latin(image, words, name))
+    return text_from_words(repair_marks(reread_latin(image, words, name)))

@@ -10,6 +10,7 @@ the twins cannot give. Nothing here knows any word: no dictionary, no acronym li
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 # Cyrillic letters whose printed shape is a Latin letter's, and that letter. Lower case only
@@ -43,6 +44,9 @@ CYR_TO_LAT = {
     "һ": "h",
 }
 LAT_TO_CYR = {lat: cyr for cyr, lat in CYR_TO_LAT.items()}
+
+# A list item's number ("2.", "3)"): what follows a real exclamation at a list's item end.
+_LIST_NUMBER = re.compile(r"\d+[.)]")
 
 LATIN = "latin"
 CYRILLIC = "cyrillic"
@@ -145,3 +149,32 @@ def with_letters(word: str, letters: str) -> str:
     """``word`` with its letters replaced, in order, by ``letters`` (punctuation kept)."""
     it = iter(c for c in letters if letter_script(c))
     return "".join(next(it) if letter_script(c) else c for c in word)
+
+
+def bang_as_i(word: str, next_word: str | None) -> str:
+    """``word`` with an exclamation mark that stands for a Cyrillic «і» written as «і».
+
+    Printed «і» (a stem with a dot above) is read «!» where print is small («мөлшері» read
+    «мелшер!» at 150 dpi), and the false sentence end then cuts the sentence in two. A «!» is
+    taken for «і» when it sits inside a Cyrillic word («б!р»), or ends one and the text goes on
+    with a lower-case letter or a number (``next_word``, the next word read in the same
+    paragraph; None at a paragraph's end), where a real exclamation would start a new sentence.
+    A «!» after a Latin word, before a capital, a dash or a list number («2.»), or at the end of
+    a paragraph stays.
+    """
+    if "!" not in word:
+        return word
+    chars = list(word)
+    for k, c in enumerate(chars):
+        if c != "!" or k == 0 or letter_script(chars[k - 1]) != CYRILLIC:
+            continue
+        if k + 1 < len(chars):
+            inside = letter_script(chars[k + 1]) == CYRILLIC
+        else:
+            following = next_word or ""
+            first = following[:1]
+            number = first.isdigit() and not _LIST_NUMBER.fullmatch(following)
+            inside = number or (first.isalpha() and first.islower())
+        if inside:
+            chars[k] = "і"
+    return "".join(chars)
