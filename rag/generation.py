@@ -6,7 +6,9 @@ from the documents themselves. Each sentence of the retrieved chunks is scored f
 cues such as a year for «қашан?»), a few complementary sentences are selected, and each is
 followed by a marker ``[n]`` whose citation holds its exact raw span. For a list or why
 question the answer then follows the document (:func:`follow`): a chosen sentence that
-announces a list or a reason brings the sentences that carry it, each cited. Russian and English
+announces a list or a reason brings the sentences that carry it, each cited. A question on when
+a document was published or signed is answered by the document's dateline (:func:`dateline`).
+Russian and English
 questions get a lead sentence in their language and the Kazakh sentences quoted verbatim in «»:
 there is no offline translation, and an invented one would be worse than none.
 
@@ -63,9 +65,12 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "number": (
         re.compile(r"\b(қанша|неше|сколько|how many|how much|what number)", re.I),
-        # a count, not a year: «2011 жылы» does not answer «қанша?»
+        # a count, not a year: «2011 жылы» does not answer «қанша?»; a number word with its
+        # case ending counts too («мыңға жуық», «жүзден астам»), but «онда» (there) does not.
         re.compile(
-            r"\b(?!(?:19|20)\d\d\b)\d+|\b(бір|екі|үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|оннан|ондаған|жүз|мың)\b",
+            r"\b(?!(?:19|20)\d\d\b)\d+|\b(бір|екі|үш|төрт|бес|алты|жеті|сегіз|тоғыз|он|оннан|ондаған|"
+            r"жүз(?:ден|дей|деген)?|мың(?:ға|нан|дай|даған)?|жиырма|отыз|қырық|елу|алпыс|жетпіс|"
+            r"сексен|тоқсан)\b",
             re.I,
         ),
     ),
@@ -90,6 +95,11 @@ _CUES: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 
 
 _WORDS = re.compile(r"[^\W_]+")
+
+
+def typed(text: str, kind: str) -> bool:
+    """Whether ``text`` holds an answer of the kind a question asks for (a date, a count…)."""
+    return bool(_CUES[kind][1].search(text))
 
 
 def is_question(text: str) -> bool:
@@ -252,6 +262,11 @@ class GeneratorConfig:
     # :func:`cover_counts`; chosen on the dev split).
     w_counted: float = 0.5
     cover_counts: bool = True
+    # A question about when a document itself was published or signed («мәлімдемесі қай күні
+    # жарияланған?») is answered by the document's dateline (:func:`dateline`: «08/02/2020»
+    # under the signature, «24 маусым 2026 жыл, 11:12» under the byline), not by a sentence of
+    # its body (chosen on the dev split).
+    datelines: bool = True
 
     def threshold(self, language: str) -> float:
         """The abstention threshold for questions in ``language``."""
@@ -307,7 +322,6 @@ def score_sentences(
     q_terms = set(index.lexical.query_terms(question))
     weights = term_weights(q_terms, index.term_idf) if q_terms else {}
     kind = answer_type(question)
-    cue_pat = _CUES[kind][1] if kind else None
     counts = count_foci(question) if kind == "number" and config.w_counted else []
     seen: set[tuple[str, int, int]] = set()
     cands: list[tuple[Sentence, Hit, np.ndarray | None]] = []
@@ -341,7 +355,7 @@ def score_sentences(
             continue
         dense = float(np.dot(question_vec, vec))
         overlap = _overlap(weights, sentence_terms(s.text))
-        cue = 1.0 if cue_pat is not None and cue_pat.search(s.text) else 0.0
+        cue = 1.0 if kind is not None and typed(s.text, kind) else 0.0
         if cue and any(counted(s.text, f) for f in counts):
             cue += config.w_counted
         # Very short sentences («Роза Ақылбекова.») embed close to anything on the topic.
@@ -539,6 +553,116 @@ def select(scored: Sequence[ScoredSentence], config: GeneratorConfig) -> list[Sc
         first_pos.setdefault(c.hit.chunk.doc_id, i)
     chosen.sort(key=lambda c: (first_pos[c.hit.chunk.doc_id], c.sentence.start))
     return chosen
+
+
+# A question about the document itself: its kind of document and a verb of publishing or
+# signing it («мәлімдемесі … жарияланған», «ұстанымы … белгіленген», "statements … signed").
+# «жазылған» is left out: «мақалада … деп жазылған» asks what the article says.
+_DOC_NOUN = re.compile(
+    r"\b(мәлімдеме|ұстаным|сұхбат|мақала|хат|үндеу|құжат|заявлени|интервью|стать|письм|"
+    r"документ|statement|interview|article|paper|letter|document)",
+    re.I,
+)
+_DOC_VERB = re.compile(
+    r"(жарияла|белгілен|қол қой|шық|опубликова|подписа|датирова|вышл|publish|sign|dated|issued|"
+    r"released)",
+    re.I,
+)
+# Where a dateline stands: among a document's first or last few sentences, a short line
+# («HAQ #HalyqqaAdalQyzmet» / «08/02/2020», «Өткізілген күні 7 сәуір 2025, Атырау»).
+DATELINE_HEAD = 8
+DATELINE_TAIL = 3
+DATELINE_WORDS = 6
+
+
+def asks_document_date(question: str) -> bool:
+    """Whether the question asks when a document was published, signed or dated."""
+    return (
+        answer_type(question) == "date"
+        and bool(_DOC_NOUN.search(question))
+        and bool(_DOC_VERB.search(question))
+    )
+
+
+def dateline(sents: Sequence[Sentence]) -> int | None:
+    """The index of a document's dateline, if it has one.
+
+    A line of at most ``DATELINE_WORDS`` words holding a date among the document's first
+    ``DATELINE_HEAD`` or last ``DATELINE_TAIL`` sentences. A line, not a sentence: one that ends
+    in «.», «!» or «?» («Сапар 22-23 маусым өтті.») tells the story; nor is a reference-list
+    entry («… 1975 // <https://…>») a dateline. The last one wins at the end (a signature), the
+    first at the start (under a byline).
+    """
+    n = len(sents)
+
+    def is_dateline(i: int) -> bool:
+        t = sents[i].text.strip()
+        return (
+            len(_WORDS.findall(t)) <= DATELINE_WORDS
+            and "//" not in t
+            and not t.endswith((".", "!", "?"))
+            and typed(t, "date")
+        )
+
+    tail = [i for i in range(max(0, n - DATELINE_TAIL), n) if is_dateline(i)]
+    if tail:
+        return tail[-1]
+    return next((i for i in range(min(DATELINE_HEAD, n)) if is_dateline(i)), None)
+
+
+def has_dateline(index: CorpusIndex, doc_id: str) -> bool:
+    """Whether the document has a :func:`dateline`."""
+    return dateline([p[0] for p in index.doc_sentences.get(doc_id, [])]) is not None
+
+
+def names_in_document(question: str, index: CorpusIndex, doc_id: str) -> bool:
+    """Whether every name the question gives is in the document (as the index spells it).
+
+    A name is a capitalised word whose terms (its bridged spellings included: «Акылбековой»)
+    the index knows; «Түймебаевпен сұхбат қашан жарияланды?» is not about the interview with
+    Ақылбекова, however well that one ranks. Words the index does not know decide nothing.
+    """
+    lex = index.lexical
+    doc_terms = frozenset().union(
+        *(sentence_terms(s.text) for s, _ in index.doc_sentences.get(doc_id, []))
+    )
+    for word in _WORDS.findall(question):
+        if not word[:1].isupper():
+            continue
+        terms = {t for t in lex.query_terms(word) if t in lex.vocab}
+        if terms and not terms & doc_terms:
+            return False
+    return True
+
+
+def with_datelines(
+    chosen: Sequence[ScoredSentence], index: CorpusIndex, docs: Sequence[str]
+) -> list[ScoredSentence]:
+    """The datelines of ``docs`` (those that have one) in place of the chosen sentences.
+
+    A question on when the statement was signed is answered by its signature's date; the
+    chosen sentences say what documents are about, and the question named its documents.
+    Nothing changes when none of ``docs`` has a dateline.
+    """
+    base = {c.hit.chunk.doc_id: c for c in chosen}
+    out: list[ScoredSentence] = []
+    dated: set[str] = set()
+    for doc in docs:
+        pairs = index.doc_sentences.get(doc, [])
+        i = dateline([p[0] for p in pairs])
+        if i is None or doc in dated:
+            continue
+        s, chunk = pairs[i]
+        like = base.get(doc) or chosen[0]
+        vec = index.sentence_vector(doc, s.start, s.end)
+        hit = Hit(chunk, like.hit.score, like.hit.rank)
+        out.append(
+            ScoredSentence(
+                s, hit, like.vector if vec is None else vec, like.dense, 0.0, 0.0, like.score
+            )
+        )
+        dated.add(doc)
+    return out or list(chosen)
 
 
 def _contains(a: Sentence, b: Sentence) -> bool:

@@ -26,15 +26,17 @@ logger = logging.getLogger(__name__)
 # «в каких документах»), or two sources joined by «мен/пен/бен/және», «и», "and" (the
 # documents are statements, interviews, articles, letters: the subjects a multi-document
 # question names).
-_COMPARE = re.compile(
-    r"әртүрлі|айырмашылы|ұқсастығ|салыстыр|екеуі|екі құжат|қай құжат|"
-    r"сравн|различ|оба\b|обе\b|в каких документах|в обоих|"
-    r"\bboth\b|compar|differ|similar|\bwhich documents\b|\btwo statements\b",
-    re.I,
-)
 _SOURCE_NOUN = (
     r"(мәлімдеме|сұхбат|мақала|хат|баяндама|интервью|стать|заявлени|письм|"
     r"statement|interview|paper|article|letter)\w*"
+)
+# Two sources counted («екі мәлімдеме», "the two HAQ statements", «два заявления»).
+_COMPARE = re.compile(
+    r"әртүрлі|айырмашылы|ұқсастығ|салыстыр|екеуі|екі құжат|қай құжат|"
+    r"сравн|различ|оба\b|обе\b|в каких документах|в обоих|"
+    r"\bboth\b|compar|differ|similar|\bwhich documents\b|"
+    rf"\b(?:two|екі|два|две)\s+(?:[^\W\d_]+\s+)?{_SOURCE_NOUN}",
+    re.I,
 )
 _JOINED_SOURCES = re.compile(
     rf"{_SOURCE_NOUN}\W+(?:\w+\W+){{0,3}}?(?:мен|пен|бен|және|и|and)\W+(?:\w+\W+){{0,3}}?{_SOURCE_NOUN}",
