@@ -363,6 +363,11 @@ def test_regenerate_with_a_stricter_threshold_replaces_the_answer(page: Any) -> 
     ask(page, QUESTION, 1)
     assert page.locator("#kz-chat a.kz-regen").count() == 1
     page.click("#kz-settings-box button >> nth=0")
+    # The accordion draws its content after the click (a CI run read it before it had).
+    page.wait_for_function(
+        "t => document.querySelector('#kz-settings-box').innerText.includes(t)",
+        arg=TEXT["kk"]["threshold"],
+    )
     info = page.inner_text("#kz-settings-box")
     assert TEXT["kk"]["threshold"] in info and "0.82" in info  # explained, calibrated value
     box = page.locator("#kz-threshold input[type=number]")
