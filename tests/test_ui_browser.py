@@ -370,9 +370,25 @@ def test_regenerate_with_a_stricter_threshold_replaces_the_answer(page: Any) -> 
     )
     info = page.inner_text("#kz-settings-box")
     assert TEXT["kk"]["threshold"] in info and "0.82" in info  # explained, calibrated value
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.locator("#kz-threshold input[type=number]")
-    box.fill("1.5")
-    box.press("Enter")
+    slider = page.locator("#kz-threshold input[type=range]")
+    # The slider takes the typed value once its component listens, which can be a moment
+    # after the accordion draws it (flaky runs regenerated with the old threshold, or typed
+    # into a box that did not listen yet): type again until it has, a few times at most.
+    for _ in range(5):
+        box.fill("1.5")
+        box.press("Enter")
+        try:
+            page.wait_for_function(
+                "() => document.querySelector('#kz-threshold input[type=range]').value === '1.5'",
+                timeout=2000,
+            )
+            break
+        except PlaywrightTimeout:
+            continue
+    assert slider.input_value() == "1.5"
     page.click("#kz-chat a.kz-regen")
     # Still one question, now answered with an abstention (the evidence scores below 1.5).
     page.wait_for_function(
