@@ -103,6 +103,22 @@ def test_follow_up_question_uses_the_history(page: Any) -> None:
 
 
 @pytest.mark.integration
+def test_an_example_is_asked_and_the_box_takes_the_next_question(page: Any) -> None:
+    # A newcomer's first click: the example fills the box, Send answers it, and the box is
+    # enabled again for the next question (loading an example used to re-apply the box's
+    # starting state, disabled, so it stayed disabled after the answer).
+    page.locator("button.gallery-item").first.click()
+    page.wait_for_function(
+        "t => document.querySelector('#kz-input textarea').value === t", arg=EXAMPLES[0]
+    )
+    page.click("#kz-send")
+    page.wait_for_function("document.querySelectorAll('#kz-chat a.kz-cite').length > 0")
+    page.wait_for_selector("#kz-input textarea:enabled", timeout=10_000)
+    ask(page, "Ал бұл ұйыммен не істеу керек деп ұсынды?", 2)
+    assert page.locator("details.kz-turn").count() == 2
+
+
+@pytest.mark.integration
 def test_question_markup_is_shown_as_text(page: Any) -> None:
     page.evaluate("window.__pwned = false")
     evil = '<img src=x onerror="window.__pwned = true"> Қазақстан халқы ассамблеясы <b>bold</b>'

@@ -164,6 +164,12 @@ def _wire(c: dict[str, Any], h: ChatHandlers, demo: gr.Blocks) -> None:
         asked[1:],
         **ask,  # type: ignore[arg-type]
     )
+    # Loading an example re-applies the text box's construction-time properties, among them
+    # interactive=False (it starts disabled until the page load has restored the conversation),
+    # so the box stayed disabled after the example's answer: enable it again.
+    c["examples"].load_input_event.then(
+        lambda: gr.update(interactive=True), None, [c["box"]], queue=False, show_progress="hidden"
+    )
     cleared = [c["chat"], c["turns"], c["sources"], c["box"]]
     c["new_chat"].click(h.on_clear, [c["lang"]], cleared, queue=False)
     # The chat's own trash icon clears the messages; the turns and the panel must follow.
