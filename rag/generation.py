@@ -635,6 +635,31 @@ def names_in_document(question: str, index: CorpusIndex, doc_id: str) -> bool:
     return True
 
 
+def dated_documents(
+    question: str, hits: Sequence[Hit], index: CorpusIndex, several: bool = False
+) -> list[str]:
+    """The documents whose datelines answer ``question`` (none: it does not ask for one).
+
+    «… мәлімдемесі қай күні жарияланған?» asks about the document that ranks first, when it
+    has a dateline and holds the names the question gives. A question on ``several``
+    documents («the two HAQ statements») also gets the next retrieved one that qualifies.
+    """
+    if not hits or not asks_document_date(question):
+        return []
+
+    def qualifies(doc: str) -> bool:
+        return has_dateline(index, doc) and names_in_document(question, index, doc)
+
+    first = hits[0].chunk.doc_id
+    if not qualifies(first):
+        return []
+    docs = [first]
+    if several:
+        others = dict.fromkeys(h.chunk.doc_id for h in hits if h.chunk.doc_id != first)
+        docs += [d for d in others if qualifies(d)][:1]
+    return docs
+
+
 def with_datelines(
     chosen: Sequence[ScoredSentence], index: CorpusIndex, docs: Sequence[str]
 ) -> list[ScoredSentence]:

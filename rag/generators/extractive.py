@@ -13,14 +13,12 @@ from rag.embedding import Embedder
 from rag.generation import (
     GeneratorConfig,
     abstain_text,
-    asks_document_date,
     compose,
     cover_counts,
     cover_subjects,
+    dated_documents,
     detail_gain,
     follow,
-    has_dateline,
-    names_in_document,
     score_sentences,
     select,
     spread,
@@ -57,22 +55,17 @@ class ExtractiveGenerator:
             qvec, query, request.hits, request.index, cfg, embedder.embed_passages
         )
         strength = support(scored, query, cfg)
-        # «… мәлімдемесі қай күні жарияланған?» asks about the document that ranks first.
-        doc = request.hits[0].chunk.doc_id if request.hits else None
-        dated = bool(
-            cfg.datelines
-            and scored
-            and doc is not None
-            and asks_document_date(query)
-            and has_dateline(request.index, doc)
-            and names_in_document(query, request.index, doc)
+        # «… мәлімдемесі қай күні жарияланған?»: the documents whose datelines answer it.
+        dated = (
+            dated_documents(query, request.hits, request.index, multi_subject(query))
+            if cfg.datelines
+            else []
         )
         if dated:
-            # The date comes from the document's dateline, which names nothing the question
-            # does («23.10.20»): the document's best sentence is the support.
-            strength = max(
-                strength, max(c.score for c in scored if c.hit.chunk.doc_id == doc) or 0.0
-            )
+            # The date comes from the dateline, which names nothing the question does
+            # («23.10.20»): the document's best sentence is the support.
+            doc_scores = [c.score for c in scored if c.hit.chunk.doc_id == dated[0]]
+            strength = max([strength, *doc_scores])
         language = request.language
         if strength < cfg.threshold(language):
             return Generated(abstain_text(language), True, (), support=strength)
@@ -105,18 +98,7 @@ class ExtractiveGenerator:
             if multi_subject(query):  # a second subject's best sentence, when it scores close
                 chosen = spread(chosen, scored, cfg)
         if dated and chosen:
-            # That document's dateline; for a question on two documents («the two HAQ
-            # statements»), also the next retrieved one that has a dateline and the names.
-            docs = [str(doc)]
-            if multi_subject(query):
-                docs += [
-                    d
-                    for d in dict.fromkeys(h.chunk.doc_id for h in request.hits)
-                    if d != doc
-                    and has_dateline(request.index, d)
-                    and names_in_document(query, request.index, d)
-                ][:1]
-            chosen = with_datelines(chosen, request.index, docs)
+            chosen = with_datelines(chosen, request.index, dated)
         # A chosen sentence that announces a list or a reason brings the sentences carrying it.
         chosen = follow(chosen, query, request.index, cfg, scored)
         text, citations = compose(chosen, language)
