@@ -8,9 +8,9 @@ followed by a marker ``[n]`` whose citation holds its exact raw span. For a list
 question the answer then follows the document (:func:`follow`): a chosen sentence that
 announces a list or a reason brings the sentences that carry it, each cited. A question on when
 a document was published or signed is answered by the document's dateline (:func:`dateline`).
-Russian and English
-questions get a lead sentence in their language and the Kazakh sentences quoted verbatim in «»:
-there is no offline translation, and an invented one would be worse than none.
+Russian and English questions get a lead sentence in their language and the Kazakh sentences
+quoted verbatim in «»: there is no offline translation, and an invented one would be worse than
+none.
 
 When the best sentence is not supported well enough (a threshold calibrated on the question
 set's dev split, see ``evals/experiments/calibrate.py``) the answer says the documents do not hold
@@ -265,7 +265,8 @@ class GeneratorConfig:
     # A question about when a document itself was published or signed («мәлімдемесі қай күні
     # жарияланған?») is answered by the document's dateline (:func:`dateline`: «08/02/2020»
     # under the signature, «24 маусым 2026 жыл, 11:12» under the byline), not by a sentence of
-    # its body (chosen on the dev split).
+    # its body (written after reading the misses of both splits, checked on dev: BENCHMARKS.md
+    # § Answers that need more than one sentence, third round).
     datelines: bool = True
 
     def threshold(self, language: str) -> float:
