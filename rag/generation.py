@@ -672,11 +672,10 @@ def with_datelines(
     """
     base = {c.hit.chunk.doc_id: c for c in chosen}
     out: list[ScoredSentence] = []
-    dated: set[str] = set()
-    for doc in docs:
+    for doc in dict.fromkeys(docs):
         pairs = index.doc_sentences.get(doc, [])
         i = dateline([p[0] for p in pairs])
-        if i is None or doc in dated:
+        if i is None:
             continue
         s, chunk = pairs[i]
         like = base.get(doc) or chosen[0]
@@ -687,7 +686,6 @@ def with_datelines(
                 s, hit, like.vector if vec is None else vec, like.dense, 0.0, 0.0, like.score
             )
         )
-        dated.add(doc)
     return out or list(chosen)
 
 

@@ -295,6 +295,12 @@ def test_multi_subject_questions():
     assert multi_subject("Ассамблеяның рөлін HAQ пен Түймебаев қалай әртүрлі бағалады?")
     assert not multi_subject("Ассамблея қашан құрылды?")
     assert not multi_subject("Түймебаев қандай үш себебін атады?")
+    # Two sources counted, with a word between («the two HAQ statements»); two of anything
+    # else is not two sources.
+    assert multi_subject("When were the two HAQ statements signed?")
+    assert multi_subject("HAQ-тың екі мәлімдемесі қай күні жарияланды?")
+    assert multi_subject("Когда подписаны два заявления HAQ?")
+    assert not multi_subject("Екі жыл бұрын не болды?")
 
 
 def test_spread_documents_changes_the_top_k_as_little_as_possible():
