@@ -172,53 +172,81 @@ def test_externalise_moves_the_weights_and_keeps_the_outputs(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
 
 
-def _feed_forward_graph(path: Path, gelu: str) -> None:
-    """x -> MatMul(up) -> GELU (``erf`` written out, or one fused op) -> MatMul(down) -> Relu ->
-    MatMul(head): only ``down`` takes a GELU's output."""
+def _product_graph(path: Path, weight: np.ndarray) -> None:
+    """y = Relu(x @ weight), x of any row count: one weight product to smooth and quantise."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(0)
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "w_up"),
-        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w_down"),
-        numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w_head"),
-        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
-        numpy_helper.from_array(np.array(1.4142135, np.float32), "sqrt2"),
-    ]
-    nodes = [helper.make_node("MatMul", ["x", "w_up"], ["h"], name="up")]
-    if gelu == "erf":  # how torch exports nn.GELU: x * (1 + erf(x / sqrt 2)) * 0.5
-        nodes += [
-            helper.make_node("Div", ["h", "sqrt2"], ["h_s"]),
-            helper.make_node("Erf", ["h_s"], ["h_e"]),
-            helper.make_node("Add", ["h_e", "one"], ["h_a"]),
-            helper.make_node("Mul", ["h", "h_a"], ["h_m"]),
-            helper.make_node("Mul", ["h_m", "half"], ["g"]),
-        ]
-    else:
-        nodes.append(helper.make_node("Gelu", ["h"], ["g"], domain="com.microsoft"))
-    nodes += [
-        helper.make_node("MatMul", ["g", "w_down"], ["d"], name="down"),
-        helper.make_node("Relu", ["d"], ["r"]),
-        helper.make_node("MatMul", ["r", "w_head"], ["y"], name="head"),
-    ]
+    k, n = weight.shape
     graph = helper.make_graph(
-        nodes,
-        "ffn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-        inits,
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+            helper.make_node("Relu", ["h"], ["y"]),
+        ],
+        "proj",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", n])],
+        [numpy_helper.from_array(weight.astype(np.float32), "w")],
     )
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    onnx.save_model(helper.make_model(graph, opset_imports=opsets), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what ONNX Runtime reads, whatever the onnx package writes
+    onnx.save_model(model, path)
 
 
-@pytest.mark.parametrize("gelu", ["erf", "fused"])
-def test_int8_keeps_the_products_after_gelu_in_float(tmp_path: Path, gelu: str) -> None:
-    path = tmp_path / "ffn.onnx"
-    _feed_forward_graph(path, gelu)
-    assert onnx_encoder.feed_forward_outputs(path) == ["down"]
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_outlier_channels_are_smoothed_without_changing_the_float_result(tmp_path: Path) -> None:
+    """One input channel 60x wider than the others: it is scaled down and its weight row up, the
+    float output stays the same, and quantised to int8 the smoothed graph is far closer to the
+    float one than the graph quantised as it was."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((64, 16)).astype(np.float32)
+    x = rng.standard_normal((200, 64)).astype(np.float32)
+    x[:, 5] *= 60.0
+    src, smooth = tmp_path / "src.onnx", tmp_path / "smooth.onnx"
+    _product_graph(src, weight)
+    ranges = onnx_encoder.input_ranges(src, [{"x": x[:100]}, {"x": x[100:]}])
+    assert list(ranges) == ["x"]
+    assert np.allclose(ranges["x"], np.abs(x).max(axis=0))
+    scaled = onnx_encoder.smooth_outliers(src, smooth, ranges, percentile=90.0)
+    assert 1 <= scaled <= 7  # channels above the 90th percentile of 64: channel 5 among them
+    assert np.allclose(_run(smooth, x), _run(src, x), rtol=1e-4, atol=1e-3)
+
+    errors = []
+    for path in (src, smooth):
+        q = tmp_path / f"q_{path.name}"
+        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8, per_channel=True)
+        errors.append(float(np.abs(_run(q, x) - _run(src, x)).mean()))
+    assert errors[1] < errors[0] / 3, errors
+
+
+def test_a_graph_without_outliers_is_left_as_it_is(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    _product_graph(tmp_path / "src.onnx", rng.standard_normal((8, 4)))
+    flat = {"x": np.ones((3, 8), np.float32)}
+    ranges = onnx_encoder.input_ranges(tmp_path / "src.onnx", [flat])
+    assert onnx_encoder.smooth_outliers(tmp_path / "src.onnx", tmp_path / "out.onnx", ranges) == 0
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "reduced"),
+    [
+        ("x86_64", "flags : fpu avx2 fma avx512f avx512_vnni amx_int8", False),
+        ("x86_64", "flags : fpu avx2 fma avx_vnni", False),
+        ("x86_64", "flags : fpu avx2 fma avx512f", True),
+        ("AMD64", "", True),
+        ("aarch64", "Features : fp asimd", False),
+    ],
+)
+def test_int8_weights_use_seven_bits_only_without_vnni(machine, flags, reduced) -> None:
+    assert onnx_encoder.needs_reduced_range(machine, flags) is reduced
 
 
 def test_export_asks_for_eager_attention_and_falls_back() -> None:
@@ -321,6 +349,20 @@ def test_vectors_match_the_torch_model(backend: str, torch_model, export) -> Non
 
 @pytest.mark.model
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_text_gets_the_same_vector_whatever_is_encoded_with_it(backend: str, export) -> None:
+    """A question's vector does not depend on the texts encoded beside it (their lengths, their
+    padding, their largest activations): int8 quantises each run's activations by its largest
+    value, so it encodes one text per run."""
+    enc = OnnxEmbedder("multilingual-e5-small", backend=backend, info=export)
+    question, *others = CHECK_TEXTS
+    alone = enc.embed_queries([question])[0]
+    together = enc.embed_queries([*others, question])[-1]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert enc.batch_size == (1 if backend == "onnx-int8" else 32)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_seed_questions_find_the_same_sentences(backend: str, torch_model, export, seed_chunks):
     """What matters downstream: each seed question's best sentences are the torch model's."""
     sentences = sorted({s.text for c in seed_chunks for s in c.sentences})[:300]
@@ -337,10 +379,10 @@ def test_seed_questions_find_the_same_sentences(backend: str, torch_model, expor
     got_top = np.argsort(-(got_q @ got_s.T), axis=1)[:, :5]
     top1 = np.mean(ref_top[:, 0] == got_top[:, 0])
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ref_top, got_top, strict=True)])
-    # fp32 ranks as torch does; int8 moves some near-ties (about 4 in 5 top-1 sentences agree
-    # on the seed texts, the reason it is not the default).
-    assert top1 >= (0.97 if backend == "onnx" else 0.7), top1
-    assert overlap >= (0.97 if backend == "onnx" else 0.75), overlap
+    # fp32 ranks as torch does; int8 moves a few near-ties (measured: 39 of 40 top-1 sentences
+    # agree, 92.5 % of the top 5; the int8 file before outlier smoothing: about 4 in 5).
+    assert top1 >= (0.97 if backend == "onnx" else 0.9), top1
+    assert overlap >= (0.97 if backend == "onnx" else 0.85), overlap
 
 
 @pytest.mark.model
@@ -370,18 +412,21 @@ def test_the_export_records_its_parity(export) -> None:
 
 
 @pytest.mark.model
-def test_the_export_is_fused_and_int8_keeps_the_down_projections(export) -> None:
-    """The default model's graph is fused (one Attention operator per layer) and its int8 file
-    quantises every matrix product except the 12 feed-forward down-projections."""
+def test_the_export_is_fused_and_int8_quantises_every_product_smoothed(export) -> None:
+    """The default model's graph is fused (one Attention operator per layer); its int8 file
+    quantises every weight product, outlier input channels smoothed first, with 7-bit weights
+    only where the processor needs them."""
     import onnx
 
     marker = json.loads((export.folder / MARKER_NAME).read_text(encoding="utf-8"))
     assert marker["fused"].get("Attention") == 12, marker["fused"]
-    kept = set(onnx_encoder.feed_forward_outputs(export.path("onnx")))
-    assert len(kept) == 12
+    assert marker["int8"]["smoothed_channels"] > 0
+    assert marker["int8"]["reduce_range"] is onnx_encoder.needs_reduced_range()
     int8 = onnx.load(str(export.path("onnx-int8")), load_external_data=False).graph
-    float_products = {n.name for n in int8.node if n.op_type == "MatMul"}
-    assert float_products == kept
-    assert any(
-        n.op_type in ("QAttention", "MatMulInteger", "DynamicQuantizeMatMul") for n in int8.node
-    )
+    assert onnx_encoder.weight_products(int8) == []  # no float product with a weight left
+    kinds = {n.op_type for n in int8.node}
+    assert "QAttention" in kinds and kinds & {"MatMulInteger", "DynamicQuantizeMatMul"}, kinds
+    fp32 = onnx.load(str(export.path("onnx")), load_external_data=False).graph
+    assert len(onnx_encoder.weight_products(fp32)) == 48  # 12 layers: QKV, output, up, down
+    smoothing = [n for n in int8.node if n.op_type == "Mul" and n.name.endswith("_smooth_scale_mul")]
+    assert len(smoothing) == 48
