@@ -452,7 +452,7 @@ def _common(p: argparse.ArgumentParser, k: bool = False) -> None:
     p.add_argument(
         "--backend",
         choices=["torch", "onnx", "onnx-int8"],
-        help="encoder backend (default: KAZRAG_BACKEND or onnx-int8)",
+        help="encoder backend (default: KAZRAG_BACKEND or onnx)",
     )
 
 

@@ -442,13 +442,7 @@ def smooth_outliers(
                 )
                 node.input[0] = out
         model.graph.node.append(node)
-    onnx.save_model(
-        model,
-        str(dest),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=data_file(dest).name,
-    )
+    save_with_data(model, dest, data_file(dest))
     return scaled
 
 
@@ -471,6 +465,20 @@ def needs_reduced_range(machine: str | None = None, cpuinfo: str | None = None) 
         except OSError:
             return True
     return not re.search(r"\b(avx512_vnni|avx_vnni)\b", cpuinfo)
+
+
+def save_with_data(model: Any, path: Path, data: Path) -> None:
+    """Save the ONNX ``model`` to ``path`` with its weights in the file ``data`` beside it."""
+    import onnx
+
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
 
 
 def data_file(path: Path) -> Path:
@@ -497,14 +505,7 @@ def externalise(path: Path) -> bool:
     model = onnx.load(str(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        onnx.save_model(
-            model,
-            str(tmp),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data_file(path).name,
-            size_threshold=1024,
-        )
+        save_with_data(model, tmp, data_file(path))
         data_file(path).chmod(0o644)
         tmp.chmod(0o644)
         os.replace(tmp, path)

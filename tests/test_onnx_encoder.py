@@ -428,5 +428,7 @@ def test_the_export_is_fused_and_int8_quantises_every_product_smoothed(export) -
     assert "QAttention" in kinds and kinds & {"MatMulInteger", "DynamicQuantizeMatMul"}, kinds
     fp32 = onnx.load(str(export.path("onnx")), load_external_data=False).graph
     assert len(onnx_encoder.weight_products(fp32)) == 48  # 12 layers: QKV, output, up, down
-    smoothing = [n for n in int8.node if n.op_type == "Mul" and n.name.endswith("_smooth_scale_mul")]
+    smoothing = [
+        n for n in int8.node if n.op_type == "Mul" and n.name.endswith("_smooth_scale_mul")
+    ]
     assert len(smoothing) == 48

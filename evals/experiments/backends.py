@@ -454,9 +454,9 @@ def run(
         "process, one after the other, on the same texts and questions: the ratios between "
         "columns hold on a busy machine, the absolute times less so. Passages/s: "
         f"`embed_passages` on {TEXT_CAP} chunk and {TEXT_CAP} sentence texts spread over the "
-        "KazQAD contexts (the seed corpus without `--kazqad`), batches of 32 texts (ONNX: and at "
-        "most 2,048 padded tokens, so long texts go a few at a time), after a warm-up."
-        + (" Quick run: no question-set quality." if quick else "")
+        "KazQAD contexts (the seed corpus without `--kazqad`), batches of 32 texts (ONNX fp32: and "
+        "at most 2,048 padded tokens, so long texts go a few at a time; ONNX int8: one text per "
+        "run), after a warm-up." + (" Quick run: no question-set quality." if quick else "")
     )
     body = render(results, peak, Path(ensure_model(model)), info)
     if out_path is not None:
