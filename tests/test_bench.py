@@ -199,3 +199,36 @@ def test_backends_table_renders_a_quick_run_without_quality(tmp_path):
     assert "| dev: retrieval.hit@5 | – | – |" in text
     torch_gflops = 5.0 * 229 * flops_per_token(tmp_path, 229) / 1e9
     assert f"| {torch_gflops:.1f} GFLOP/s = {torch_gflops / 100:.0%} |" in text
+
+
+def test_backends_table_counts_the_rows_each_backend_answers_otherwise(tmp_path):
+    """Beside the figures, the quality table says how many rows of each split a backend answers
+    otherwise than the first column: a row whose evidence leaves the top 5, whose refusal flips,
+    or whose key facts or cited evidence change counts once."""
+    from evals.experiments.backends import changed_rows, render
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12})
+    )
+    torch_rows = {
+        "q1": [1.0, False, 1.0, [True]],
+        "q2": [1.0, False, 0.5, [True, False]],
+        "q3": [None, True, None, []],
+    }
+    int8_rows = {
+        "q1": [1.0, False, 1.0, [True]],
+        "q2": [0.0, False, 0.5, [True, False]],  # the evidence left the top 5
+        "q3": [None, False, None, [False]],  # no longer refused
+    }
+    assert changed_rows(torch_rows, int8_rows) == ["q2", "q3"]
+    assert changed_rows(torch_rows, torch_rows) == []
+    base = {"chunk_tokens": 229.0, "sentence_tokens": 33.0, "seed_chunks": 77, "chunk_rate": 5.0}
+    results = [
+        {**base, "backend": "torch", "dev": {"abstention.f1": 0.5, "outcomes": torch_rows}},
+        {**base, "backend": "onnx-int8", "dev": {"abstention.f1": 0.4, "outcomes": int8_rows}},
+    ]
+    text = render(results, 100.0, tmp_path, "info")
+    assert "| dev: abstention.f1 | 0.500 | 0.400 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| dev: rows answered"))
+    assert row.endswith("| 0 of 3 | 2 of 3 |"), row
+    assert not any(line.startswith("| test: rows answered") for line in text.splitlines())

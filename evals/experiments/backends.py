@@ -84,7 +84,8 @@ def _questions_quality(engine: Any, split: str) -> dict[str, float | None]:
     all_rows = load_questions(DEFAULT_QUESTIONS)
     rows = select_questions(all_rows, split, None)
     results = run_questions(rows, all_rows, engine, load_corpus(engine.settings.corpus))
-    flat = flatten(figures([rec for rec, _ in results]))
+    records = [rec for rec, _ in results]
+    flat = flatten(figures(records))
     names = (
         "retrieval.hit@5",
         "retrieval.mrr@10",
@@ -92,7 +93,27 @@ def _questions_quality(engine: Any, split: str) -> dict[str, float | None]:
         "citations.precision",
         "abstention.f1",
     )
-    return {n: flat.get(n) for n in names}
+    return {**{n: flat.get(n) for n in names}, "outcomes": outcomes(records)}
+
+
+def outcomes(records: Sequence[Any]) -> dict[str, list[Any]]:
+    """What a reader sees of each row, to compare backends row by row: the evidence in the top
+    5, the answer refused or given, the share of key facts found, which citations land on the
+    evidence. Figures over a few dozen questions move by more than 0.01 when one row changes;
+    the count of rows that change says how many answers a backend really moves."""
+    from evals.metrics import score
+
+    out: dict[str, list[Any]] = {}
+    for rec in records:
+        s = score(rec)
+        hit = None if s.retrieval is None else s.retrieval["hit@5"]
+        out[rec.id] = [hit, rec.abstained, s.keyfact_recall, list(s.citation_hits)]
+    return out
+
+
+def changed_rows(reference: dict[str, list[Any]], other: dict[str, list[Any]]) -> list[str]:
+    """The rows of ``other`` whose outcome differs from ``reference``'s (ids in both)."""
+    return sorted(k for k in reference.keys() & other.keys() if reference[k] != other[k])
 
 
 def worker(backend: str, kazqad: Path | None, out: Path, model: str, quick: bool = False) -> None:
@@ -375,6 +396,16 @@ def render(results: Sequence[dict[str, Any]], peak: float, model_folder: Path, i
         ):
             vals = [r.get(split, {}).get(name) for r in results]
             lines.append(f"| {split}: {name} | " + " | ".join(_f(v) for v in vals) + " |")
+        ref = results[0].get(split, {}).get("outcomes")
+        if ref:
+            cells = []
+            for r in results:
+                mine = r.get(split, {}).get("outcomes")
+                cells.append("–" if not mine else f"{len(changed_rows(ref, mine))} of {len(ref)}")
+            lines.append(
+                f"| {split}: rows answered otherwise than {cols[0]} (evidence in the top 5, "
+                "refused, key facts, citations on the evidence) | " + " | ".join(cells) + " |"
+            )
     if any("kazqad" in r for r in results):
         for name in (
             "retrieval.hybrid.recall@5",
